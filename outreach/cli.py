@@ -1,0 +1,399 @@
+"""The `outreach` command: thin adapters from arguments to the service functions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from outreach import calls as call_queue
+from outreach import prospect as prospects
+from outreach import reports, service
+from outreach.app import App, build_app
+from outreach.clock import parse_now, utcnow
+from outreach.db import transaction
+from outreach.errors import InputError, OutreachError, SequenceInvalid
+from outreach.sequence import validate_folder
+from outreach.settings import Settings
+
+cli = typer.Typer(help="Sales sequences as code.", no_args_is_help=True, add_completion=False)
+calls_cli = typer.Typer(help="The call queue.", invoke_without_command=True)
+cli.add_typer(calls_cli, name="calls")
+out = Console()
+err = Console(stderr=True)
+
+NowOpt = Annotated[str | None, typer.Option("--now", help="ISO-8601 time with Z or an offset")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
+SeqOpt = Annotated[str | None, typer.Option("--sequence", help="only this sequence")]
+STARTER = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    """Entry point: input errors exit 1 with their message, usage errors 2."""
+    try:
+        code = cli(standalone_mode=False)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except OutreachError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except Exception as exc:  # click's usage errors carry their own exit code
+        code = getattr(exc, "exit_code", None)
+        if code is None:
+            raise
+        if hasattr(exc, "show"):
+            exc.show()
+        sys.exit(code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+@contextmanager
+def opened() -> Iterator[App]:
+    """An App on the settings, closed afterwards."""
+    app = build_app(Settings())
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def emit(data: Any) -> None:
+    """Print JSON on stdout."""
+    out.print_json(json.dumps(data, default=str))
+
+
+def _fail_if(lines: list[str]) -> None:
+    for line in lines:
+        err.print(line, highlight=False, markup=False)
+    if lines:
+        raise typer.Exit(1)
+
+
+@cli.command()
+def init(directory: Annotated[Path, typer.Argument()] = Path(".")) -> None:
+    """A working folder with example sequences, templates and a .env file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("sequences", "templates"):
+        source, target = STARTER / name, directory / name
+        if not source.is_dir():
+            raise InputError(f"the example {name} are not installed beside the package")
+        if target.exists():
+            err.print(f"{target} exists, kept as it is")
+            continue
+        shutil.copytree(source, target)
+    env = directory / ".env"
+    if not env.exists():
+        env.write_text(
+            "# outreach settings; see README.md\n"
+            "OUTREACH_DATABASE_URL=sqlite:///outreach.db\n"
+            "OUTREACH_OUTBOX_DIR=outbox\n"
+            "# OUTREACH_BROKER_URL=redis://127.0.0.1:6379/0\n"
+            "# OUTREACH_SMTP_URL=smtp://user:pass@smtp.example.com:587\n"
+            "OUTREACH_BASE_URL=http://localhost:8000\n"
+        )
+    out.print(f"ready: {directory.resolve()}  (try: outreach validate)")
+
+
+@cli.command()
+def validate() -> None:
+    """Check every sequence and template; exit 1 with `path:line: message` lines."""
+    settings = Settings()
+    errors = validate_folder(settings.sequences_dir, settings.templates_dir)
+    _fail_if(errors)
+    out.print(f"ok: {settings.sequences_dir} and {settings.templates_dir} are valid")
+
+
+@cli.command()
+def preview(
+    sequence: str,
+    prospect: Annotated[str, typer.Option("--prospect", help="the prospect's address")],
+    now: NowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each email as it would be sent to a prospect, with its planned time."""
+    with opened() as app:
+        planned = service.preview(app, sequence, prospect, parse_now(now))
+    if as_json:
+        emit(planned)
+        return
+    for item in planned:
+        out.rule(f"step {item['step']} · {item['kind']} · {item['local_time']}")
+        if item["kind"] != "email":
+            out.print(item["note"], markup=False, highlight=False)
+        for variant in item.get("variants", []):
+            _print_variant(variant)
+
+
+def _print_variant(variant: dict[str, Any]) -> None:
+    if "error" in variant:
+        out.print(f"[yellow]{variant['variant']}: {variant['error']}[/yellow]")
+        return
+    head = f"From: {variant['from']}\nTo: {variant['to']}\nSubject: {variant['subject']}"
+    out.print(f"[bold]{variant['variant']}[/bold]")
+    out.print(head, markup=False, highlight=False)
+    out.print("\n" + variant["text"], markup=False, highlight=False)
+
+
+@cli.command("import")
+def import_(file: Path, now: NowOpt = None, as_json: JsonOpt = False) -> None:
+    """Upsert prospects from a CSV file; bad rows are reported and the good ones kept."""
+    when = parse_now(now)
+    if not file.exists():
+        raise InputError(f"{file}: no such file")
+    with opened() as app, _progress("importing", as_json) as advance:
+        report = prospects.import_csv(app.engine, file, when, progress=advance)
+    if as_json:
+        emit({"imported": report.imported, "refused": report.refused, "warnings": report.warnings})
+    else:
+        out.print(f"imported {report.imported} prospects")
+        for line, why in report.warnings:
+            err.print(f"{file}:{line}: warning: {why}", markup=False, highlight=False)
+    _fail_if([f"{file}:{line}: {why}" for line, why in report.refused])
+
+
+@contextmanager
+def _progress(label: str, quiet: bool) -> Iterator[Callable[[int], None]]:
+    if quiet or not sys.stderr.isatty():
+        yield lambda _n: None
+        return
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+        yield lambda n: progress.advance(task, n)
+
+
+@cli.command()
+def enroll(
+    sequence: str,
+    emails: Annotated[list[str] | None, typer.Argument()] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="a CSV with an email column")] = None,
+    owner: Annotated[str | None, typer.Option("--owner")] = None,
+    now: NowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Enroll prospects; an address already active, suppressed or invalid is refused."""
+    when = parse_now(now)
+    addresses = list(emails or [])
+    refused: list[tuple[str, str]] = []
+    with opened() as app:
+        app.sequence(sequence)
+        if csv is not None:
+            imported = prospects.import_csv(app.engine, csv, when)
+            refused += [(f"{csv}:{line}", why) for line, why in imported.refused]
+            addresses += _csv_addresses(csv)
+        if not addresses and not refused:
+            raise typer.BadParameter("give addresses or --csv FILE")
+        report = service.enroll_many(app, sequence, addresses, when, owner)
+    refused += report.refused
+    if as_json:
+        emit({"enrolled": report.enrolled, "refused": refused})
+    else:
+        out.print(f"enrolled {len(report.enrolled)} in {sequence}")
+    _fail_if([f"{who}: {why}" for who, why in refused])
+
+
+def _csv_addresses(path: Path) -> list[str]:
+    report = prospects.ImportReport()
+    return [row.email for row in prospects.read_csv(path, report)]
+
+
+@cli.command()
+def tick(now: NowOpt = None, as_json: JsonOpt = False) -> None:
+    """One scheduler pass: every step due at `now` is dispatched."""
+    from outreach import runtime
+
+    with opened() as app:
+        run = runtime.start(app)
+        try:
+            count = run.tick(parse_now(now), simulated=now is not None)
+        finally:
+            run.close()
+    if as_json:
+        emit({"dispatched": count})
+    else:
+        out.print(f"dispatched {count} due steps")
+
+
+@cli.command()
+def scheduler() -> None:
+    """Tick forever; safe to run several at once."""
+    from outreach import runtime
+    from outreach.scheduler import run_forever
+
+    with opened() as app:
+        run = runtime.start(app)
+        stopping = _stop_flag()
+        err.print("scheduler running; Ctrl-C to stop")
+        run_forever(app, run.actors, utcnow, should_stop=stopping)
+        run.close()
+
+
+def _stop_flag() -> Callable[[], bool]:
+    state = {"stop": False}
+
+    def handler(_signum: int, _frame: object) -> None:
+        state["stop"] = True
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return lambda: state["stop"]
+
+
+@cli.command()
+def worker(
+    processes: Annotated[int | None, typer.Option("--processes")] = None,
+    threads: Annotated[int | None, typer.Option("--threads")] = None,
+) -> None:
+    """A Dramatiq worker for the configured broker (Dramatiq's own CLI, our actors)."""
+    settings = Settings()
+    if not settings.broker_url:
+        raise InputError("OUTREACH_BROKER_URL is not set: use `outreach run` on one machine")
+    args = [
+        sys.executable, "-m", "dramatiq", "outreach.worker_entry",
+        "--processes", str(processes or settings.worker_processes),
+        "--threads", str(threads or settings.worker_threads),
+        "--queues", "outreach",
+    ]
+    os.execv(sys.executable, args)
+
+
+@cli.command()
+def run() -> None:
+    """Scheduler and worker in one process: the single-machine mode."""
+    from outreach import runtime
+    from outreach.scheduler import run_forever
+
+    with opened() as app:
+        rt = runtime.start(app)
+        if rt.worker is None:
+            import dramatiq
+
+            rt.worker = dramatiq.Worker(rt.actors.broker, worker_threads=app.settings.worker_threads)
+            rt.worker.start()
+        err.print("outreach running (scheduler and worker); Ctrl-C to stop")
+        run_forever(app, rt.actors, utcnow, should_stop=_stop_flag())
+        rt.close()
+
+
+@cli.command("prospect")
+def prospect_(email: str, as_json: JsonOpt = False) -> None:
+    """The prospect, their enrollments and their timeline of events."""
+    with opened() as app, transaction(app.engine) as session:
+        view = reports.prospect_view(session, app.versions, email)
+    if as_json:
+        emit(view)
+        return
+    name = " ".join(p for p in (view["first_name"], view["last_name"]) if p)
+    out.print(f"[bold]{view['email']}[/bold] {name} · {view['company'] or ''} · score {view['score']}"
+              f"{' · engaged' if view['engaged'] else ''}")
+    table = Table("sequence", "state", "step", "next run", "reason")
+    for e in view["enrollments"]:
+        table.add_row(e["sequence"], e["state"], str(e["step"]), e["next_run_at"] or "", e["reason"] or "")
+    out.print(table)
+    timeline = Table("at", "event", "sequence", "step", "detail")
+    for ev in view["events"]:
+        detail = ", ".join(f"{k}={v}" for k, v in ev.items() if k not in ("type", "at", "sequence", "step"))
+        timeline.add_row(ev["at"], ev["type"], ev["sequence"] or "", str(ev["step"] or ""), detail)
+    out.print(timeline)
+
+
+@calls_cli.callback()
+def calls(
+    ctx: typer.Context,
+    owner: Annotated[str | None, typer.Option("--owner")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The call queue: engaged prospects and call steps, most engaged first."""
+    if ctx.invoked_subcommand:
+        return
+    with opened() as app, transaction(app.engine) as session:
+        rows = call_queue.queue(session, owner)
+    if as_json:
+        emit(rows)
+        return
+    table = Table("id", "email", "sequence", "reason", "due", "owner", "score", "note")
+    for r in rows:
+        table.add_row(str(r["id"]), r["email"], r["sequence"] or "", r["reason"], r["due_at"],
+                      r["owner"] or "", str(r["score"]), r["note"] or "")
+    out.print(table)
+
+
+@calls_cli.command("done")
+def calls_done(
+    task_id: int,
+    outcome: Annotated[call_queue.CallOutcome, typer.Option("--outcome")],
+    handoff: Annotated[str | None, typer.Option("--handoff", help="give the prospect to this rep")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="callback time, ISO-8601")] = None,
+    now: NowOpt = None,
+) -> None:
+    """Record a call; a meeting ends the sequence as booked."""
+    when = parse_now(now)
+    callback = parse_now(at) if at else None
+    with opened() as app, transaction(app.engine) as session:
+        call_queue.complete(session, task_id, outcome, when, handoff=handoff, callback_at=callback)
+    out.print(f"call {task_id}: {outcome}")
+
+
+@cli.command()
+def stats(sequence: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> None:
+    """Per step and variant: sent, opened, clicked, replied, bounced, unsubscribed, meetings."""
+    with opened() as app, transaction(app.engine) as session:
+        rows = reports.stats(session, sequence)
+    if as_json:
+        emit(rows)
+        return
+    table = Table("sequence", "step", "variant", *reports.COUNTERS)
+    for r in rows:
+        table.add_row(r["sequence"], str(r["step"]), r["variant"], *(str(r[c]) for c in reports.COUNTERS))
+    out.print(table)
+
+
+def _manual(action: Callable[[App, str, datetime, str | None], int], verb: str) -> Callable[..., None]:
+    def command(email: str, sequence: SeqOpt = None, now: NowOpt = None) -> None:
+        with opened() as app:
+            count = action(app, email, parse_now(now), sequence)
+        out.print(f"{verb} {count} enrollment(s) of {email}")
+
+    command.__doc__ = f"{verb.capitalize()} a prospect's enrollments by hand."
+    return command
+
+
+cli.command("pause")(_manual(service.pause, "paused"))
+cli.command("resume")(_manual(service.resume, "resumed"))
+cli.command("stop")(_manual(service.stop, "stopped"))
+
+
+@cli.command()
+def unsubscribe(email: str, now: NowOpt = None) -> None:
+    """Add an address to the suppression list and stop every enrollment."""
+    with opened() as app:
+        count = service.unsubscribe(app, email, parse_now(now))
+    out.print(f"suppressed {email}; ended {count} enrollment(s)")
+
+
+@cli.command()
+def demo(
+    now: NowOpt = None,
+    days: Annotated[int, typer.Option("--days")] = 14,
+    as_json: JsonOpt = False,
+) -> None:
+    """The whole story on the defaults: sample prospects, two simulated weeks, the funnel."""
+    from outreach.demo import run_demo
+
+    run_demo(parse_now(now) if now else None, days=days, console=out, as_json=as_json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The send ledger: a row per (enrollment, step) reserved before SMTP, so nothing goes twice."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from outreach.models import Send, SendStatus
+
+COUNTED = (SendStatus.SENDING, SendStatus.SENT, SendStatus.UNKNOWN)
+
+
+def find(session: Session, enrollment_id: int, step: int) -> Send | None:
+    """The ledger row of one step, if any."""
+    query = sa.select(Send).where(Send.enrollment_id == enrollment_id, Send.step == step)
+    return session.scalar(query.with_for_update())
+
+
+def thread(session: Session, enrollment_id: int, before: int) -> list[Send]:
+    """The sent messages of an enrollment before a step, oldest first, for threading."""
+    query = (
+        sa.select(Send)
+        .where(
+            Send.enrollment_id == enrollment_id,
+            Send.step < before,
+            Send.status.in_((SendStatus.SENT, SendStatus.UNKNOWN)),  # type: ignore[attr-defined]
+        )
+        .order_by(Send.step)
+    )
+    return list(session.scalars(query))
+
+
+def in_flight(send: Send, now: datetime, inflight_seconds: int) -> bool:
+    """A 'sending' row younger than the in-flight limit belongs to a live worker."""
+    started = send.started_at or send.created_at
+    return now - started < timedelta(seconds=inflight_seconds)
+
+
+def reserve(session: Session, send: Send | None, draft: Send, now: datetime) -> Send:
+    """Mark the step as being sent, creating the row or taking over a deferred one."""
+    if send is None:
+        draft.status = SendStatus.SENDING
+        draft.attempts = 1
+        draft.created_at = draft.started_at = now
+        session.add(draft)
+        session.flush()
+        return draft
+    send.status = SendStatus.SENDING
+    send.attempts += 1
+    send.started_at = now
+    send.subject, send.template, send.sender_email = draft.subject, draft.template, draft.sender_email
+    return send
+
+
+def recent_count(session: Session, sender_email: str, since: datetime) -> int:
+    """How many messages a sender address has sent or is sending since a moment."""
+    query = sa.select(sa.func.count()).where(
+        Send.sender_email == sender_email,
+        Send.created_at > since,
+        Send.status.in_(COUNTED),  # type: ignore[attr-defined]
+    )
+    return session.scalar(query) or 0
+
+
+def nth_since(session: Session, sender_email: str, since: datetime, offset: int) -> datetime:
+    """The creation time of the sender's (offset+1)-th counted message since a moment."""
+    query = (
+        sa.select(Send.created_at)
+        .where(
+            Send.sender_email == sender_email,
+            Send.created_at > since,
+            Send.status.in_(COUNTED),  # type: ignore[attr-defined]
+        )
+        .order_by(Send.created_at)
+        .offset(offset)
+        .limit(1)
+    )
+    value = session.scalar(query)
+    assert value is not None
+    return value

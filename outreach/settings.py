@@ -1,0 +1,37 @@
+"""Settings, read once at the edge from OUTREACH_* variables and a .env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting has a default that works on one machine with nothing but Python."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTREACH_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///outreach.db"
+    broker_url: str | None = None
+    smtp_url: str | None = None
+    smtp_timeout: float = 30.0
+    outbox_dir: Path = Path("outbox")
+    sequences_dir: Path = Path("sequences")
+    templates_dir: Path = Path("templates")
+    secret_key: str | None = None
+    base_url: str = "http://localhost:8000"
+    render_limits: str = "100kB,2s"
+    dkim_key_file: Path | None = None
+    dkim_selector: str | None = None
+    # how long a claimed step may stay in flight before the scheduler dispatches it again
+    dispatch_lease_seconds: int = 600
+    # a send left in 'sending' longer than this was cut off, not in flight
+    send_inflight_seconds: int = 300
+    max_send_attempts: int = 6
+    tick_seconds: float = 5.0
+    batch_size: int = 500
+    worker_threads: int = 8
+    worker_processes: int = 2
+    imap_url: str | None = None
+    api_tokens: str | None = None

@@ -1,0 +1,37 @@
+"""The module `outreach worker` hands to Dramatiq's CLI: one App per worker process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import dramatiq
+
+from outreach.actors import declare
+from outreach.app import App, build_app
+from outreach.broker import make_broker
+from outreach.settings import Settings
+
+_lock = threading.Lock()
+_app: App | None = None
+
+
+def get_app() -> App:
+    """The process's App, built on first use (after Dramatiq has forked)."""
+    global _app
+    with _lock:
+        if _app is None:
+            _app = build_app(Settings())
+        return _app
+
+
+def setup() -> dramatiq.Broker:
+    """Make the broker from settings and declare the actors on it."""
+    broker = make_broker(Settings().broker_url)
+    dramatiq.set_broker(broker)
+    declare(broker, get_app)
+    return broker
+
+
+logging.getLogger("outreach").setLevel(logging.INFO)
+broker = setup()
