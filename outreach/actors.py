@@ -44,7 +44,7 @@ def declare(broker: dramatiq.Broker, app: Callable[[], App], max_retries: int = 
             extra={"enrollment_id": enrollment_id, "step": step},
         )
 
-    actor = dramatiq.actor(
+    actor = dramatiq.actor(  # type: ignore[call-overload]
         send_step,
         broker=broker,
         actor_name="send_step",

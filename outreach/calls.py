@@ -8,11 +8,20 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col, select
 
 from outreach import enrollment as enrollments
 from outreach import events
 from outreach.errors import InputError
-from outreach.models import CallTask, Enrollment, EnrollmentState, EventType, Prospect, Send, SendStatus
+from outreach.models import (
+    CallTask,
+    Enrollment,
+    EnrollmentState,
+    EventType,
+    Prospect,
+    Send,
+    SendStatus,
+)
 
 
 class CallOutcome(StrEnum):
@@ -27,10 +36,10 @@ class CallOutcome(StrEnum):
 def queue(session: Session, owner: str | None = None) -> list[dict[str, Any]]:
     """Open call tasks, most engaged prospect first, then the oldest due."""
     query = (
-        sa.select(CallTask, Prospect)
-        .join(Prospect, Prospect.id == CallTask.prospect_id)
+        select(CallTask, Prospect)
+        .join(Prospect, col(Prospect.id) == col(CallTask.prospect_id))
         .where(CallTask.status == "open")
-        .order_by(Prospect.score.desc(), CallTask.due_at, CallTask.id)  # type: ignore[attr-defined]
+        .order_by(col(Prospect.score).desc(), col(CallTask.due_at), col(CallTask.id))
     )
     if owner:
         query = query.where(CallTask.owner == owner)
@@ -65,8 +74,13 @@ def complete(
         raise InputError(f"no open call task {task_id}")
     enrollment = session.get(Enrollment, task.enrollment_id) if task.enrollment_id else None
     events.record(
-        session, EventType.CALL_DONE, now, prospect_id=task.prospect_id, enrollment=enrollment,
-        step=task.step, outcome=str(outcome),
+        session,
+        EventType.CALL_DONE,
+        now,
+        prospect_id=task.prospect_id,
+        enrollment=enrollment,
+        step=task.step,
+        outcome=str(outcome),
     )
     if outcome == CallOutcome.CALLBACK:
         task.due_at = callback_at or now + timedelta(days=1)
@@ -74,13 +88,21 @@ def complete(
     task.status, task.outcome, task.done_at = "done", str(outcome), now
     if outcome == CallOutcome.MEETING:
         _book(session, task, enrollment, now, handoff)
-    elif outcome == CallOutcome.NOT_INTERESTED and enrollment and enrollment.state in ("active", "paused"):
+    elif (
+        outcome == CallOutcome.NOT_INTERESTED
+        and enrollment
+        and enrollment.state in ("active", "paused")
+    ):
         enrollments.stop(session, enrollment, "not interested (call)", now)
     return task
 
 
 def _book(
-    session: Session, task: CallTask, enrollment: Enrollment | None, now: datetime, handoff: str | None
+    session: Session,
+    task: CallTask,
+    enrollment: Enrollment | None,
+    now: datetime,
+    handoff: str | None,
 ) -> None:
     step = task.step
     if enrollment is not None:
@@ -96,14 +118,19 @@ def _book(
         assert person is not None
         person.owner = handoff
     events.record(
-        session, EventType.MEETING_BOOKED, now, prospect_id=task.prospect_id,
-        enrollment=enrollment, step=step, handoff=handoff,
+        session,
+        EventType.MEETING_BOOKED,
+        now,
+        prospect_id=task.prospect_id,
+        enrollment=enrollment,
+        step=step,
+        handoff=handoff,
     )
 
 
 def _last_sent_step(session: Session, enrollment: Enrollment) -> int | None:
     return session.scalar(
-        sa.select(sa.func.max(Send.step)).where(
+        select(sa.func.max(Send.step)).where(
             Send.enrollment_id == enrollment.id, Send.status == SendStatus.SENT
         )
     )

@@ -24,7 +24,7 @@ from outreach import reports, service
 from outreach.app import App, build_app
 from outreach.clock import parse_now, utcnow
 from outreach.db import transaction
-from outreach.errors import InputError, OutreachError, SequenceInvalid
+from outreach.errors import InputError, OutreachError
 from outreach.sequence import validate_folder
 from outreach.settings import Settings
 
@@ -261,10 +261,16 @@ def worker(
     if not settings.broker_url:
         raise InputError("OUTREACH_BROKER_URL is not set: use `outreach run` on one machine")
     args = [
-        sys.executable, "-m", "dramatiq", "outreach.worker_entry",
-        "--processes", str(processes or settings.worker_processes),
-        "--threads", str(threads or settings.worker_threads),
-        "--queues", "outreach",
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "outreach.worker_entry",
+        "--processes",
+        str(processes or settings.worker_processes),
+        "--threads",
+        str(threads or settings.worker_threads),
+        "--queues",
+        "outreach",
     ]
     os.execv(sys.executable, args)
 
@@ -280,7 +286,9 @@ def run() -> None:
         if rt.worker is None:
             import dramatiq
 
-            rt.worker = dramatiq.Worker(rt.actors.broker, worker_threads=app.settings.worker_threads)
+            rt.worker = dramatiq.Worker(
+                rt.actors.broker, worker_threads=app.settings.worker_threads
+            )
             rt.worker.start()
         err.print("outreach running (scheduler and worker); Ctrl-C to stop")
         run_forever(app, rt.actors, utcnow, should_stop=_stop_flag())
@@ -296,15 +304,21 @@ def prospect_(email: str, as_json: JsonOpt = False) -> None:
         emit(view)
         return
     name = " ".join(p for p in (view["first_name"], view["last_name"]) if p)
-    out.print(f"[bold]{view['email']}[/bold] {name} · {view['company'] or ''} · score {view['score']}"
-              f"{' · engaged' if view['engaged'] else ''}")
+    out.print(
+        f"[bold]{view['email']}[/bold] {name} · {view['company'] or ''} · score {view['score']}"
+        f"{' · engaged' if view['engaged'] else ''}"
+    )
     table = Table("sequence", "state", "step", "next run", "reason")
     for e in view["enrollments"]:
-        table.add_row(e["sequence"], e["state"], str(e["step"]), e["next_run_at"] or "", e["reason"] or "")
+        table.add_row(
+            e["sequence"], e["state"], str(e["step"]), e["next_run_at"] or "", e["reason"] or ""
+        )
     out.print(table)
     timeline = Table("at", "event", "sequence", "step", "detail")
     for ev in view["events"]:
-        detail = ", ".join(f"{k}={v}" for k, v in ev.items() if k not in ("type", "at", "sequence", "step"))
+        detail = ", ".join(
+            f"{k}={v}" for k, v in ev.items() if k not in ("type", "at", "sequence", "step")
+        )
         timeline.add_row(ev["at"], ev["type"], ev["sequence"] or "", str(ev["step"] or ""), detail)
     out.print(timeline)
 
@@ -325,8 +339,16 @@ def calls(
         return
     table = Table("id", "email", "sequence", "reason", "due", "owner", "score", "note")
     for r in rows:
-        table.add_row(str(r["id"]), r["email"], r["sequence"] or "", r["reason"], r["due_at"],
-                      r["owner"] or "", str(r["score"]), r["note"] or "")
+        table.add_row(
+            str(r["id"]),
+            r["email"],
+            r["sequence"] or "",
+            r["reason"],
+            r["due_at"],
+            r["owner"] or "",
+            str(r["score"]),
+            r["note"] or "",
+        )
     out.print(table)
 
 
@@ -334,7 +356,9 @@ def calls(
 def calls_done(
     task_id: int,
     outcome: Annotated[call_queue.CallOutcome, typer.Option("--outcome")],
-    handoff: Annotated[str | None, typer.Option("--handoff", help="give the prospect to this rep")] = None,
+    handoff: Annotated[
+        str | None, typer.Option("--handoff", help="give the prospect to this rep")
+    ] = None,
     at: Annotated[str | None, typer.Option("--at", help="callback time, ISO-8601")] = None,
     now: NowOpt = None,
 ) -> None:
@@ -347,7 +371,9 @@ def calls_done(
 
 
 @cli.command()
-def stats(sequence: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> None:
+def stats(
+    sequence: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False
+) -> None:
     """Per step and variant: sent, opened, clicked, replied, bounced, unsubscribed, meetings."""
     with opened() as app, transaction(app.engine) as session:
         rows = reports.stats(session, sequence)
@@ -356,11 +382,15 @@ def stats(sequence: Annotated[str | None, typer.Argument()] = None, as_json: Jso
         return
     table = Table("sequence", "step", "variant", *reports.COUNTERS)
     for r in rows:
-        table.add_row(r["sequence"], str(r["step"]), r["variant"], *(str(r[c]) for c in reports.COUNTERS))
+        table.add_row(
+            r["sequence"], str(r["step"]), r["variant"], *(str(r[c]) for c in reports.COUNTERS)
+        )
     out.print(table)
 
 
-def _manual(action: Callable[[App, str, datetime, str | None], int], verb: str) -> Callable[..., None]:
+def _manual(
+    action: Callable[[App, str, datetime, str | None], int], verb: str
+) -> Callable[..., None]:
     def command(email: str, sequence: SeqOpt = None, now: NowOpt = None) -> None:
         with opened() as app:
             count = action(app, email, parse_now(now), sequence)

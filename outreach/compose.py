@@ -20,7 +20,9 @@ PROSPECT_FIELDS = ("email", "first_name", "last_name", "company", "title", "phon
 
 def prospect_context(prospect: Prospect) -> dict[str, Any]:
     """The prospect as templates see it: empty values are absent, so they count as missing."""
-    values: dict[str, Any] = {k: v for k, v in (prospect.fields or {}).items() if v not in (None, "")}
+    values: dict[str, Any] = {
+        k: v for k, v in (prospect.fields or {}).items() if v not in (None, "")
+    }
     values.update({k: getattr(prospect, k) for k in PROSPECT_FIELDS if getattr(prospect, k)})
     full = display_name(prospect)
     if full:

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
+from sqlmodel import col, select
 
 from outreach import calls as call_queue
 from outreach import reports, service
@@ -21,7 +21,13 @@ from outreach.settings import Settings
 
 PACKAGED = Path(__file__).resolve().parent.parent
 PEOPLE = [
-    ("maria.lindqvist@northwind.example", "Maria", "Lindqvist", "Northwind Traders", "Europe/Stockholm"),
+    (
+        "maria.lindqvist@northwind.example",
+        "Maria",
+        "Lindqvist",
+        "Northwind Traders",
+        "Europe/Stockholm",
+    ),
     ("jonas.berg@fjordlogistics.example", "Jonas", "Berg", "Fjord Logistics", "Europe/Oslo"),
     ("sam.carter@brightpath.example", "Sam", "Carter", "Brightpath Health", "America/New_York"),
     ("priya.nair@kestrel.example", "Priya", "Nair", "Kestrel Analytics", "Asia/Kolkata"),
@@ -60,17 +66,30 @@ def _start_time(now: datetime | None) -> datetime:
 def _seed(app: App, start_at: datetime, log: list[str]) -> None:
     with transaction(app.engine) as session:
         for email, first, last, company, tz in PEOPLE:
-            session.add(Prospect(email=email, first_name=first, last_name=last, company=company or None,
-                                 timezone=tz, owner="ann", created_at=start_at, updated_at=start_at, fields={}))
+            session.add(
+                Prospect(
+                    email=email,
+                    first_name=first,
+                    last_name=last,
+                    company=company or None,
+                    timezone=tz,
+                    owner="ann",
+                    created_at=start_at,
+                    updated_at=start_at,
+                    fields={},
+                )
+            )
     service.unsubscribe(app, "tom.okafor@lumen.example", start_at, "asked not to be contacted")
     for index, (email, *_rest) in enumerate(PEOPLE):
-        report = service.enroll_many(app, SEQUENCE_OF.get(index, "cold_outbound"), [email], start_at, "ann")
+        report = service.enroll_many(
+            app, SEQUENCE_OF.get(index, "cold_outbound"), [email], start_at, "ann"
+        )
         log.extend(f"refused {who}: {why}" for who, why in report.refused)
 
 
 def _fix_missing_company(app: App, at: datetime) -> None:
     with transaction(app.engine) as session:
-        person = session.scalar(sa.select(Prospect).where(Prospect.email.like("lukas%")))  # type: ignore[attr-defined]
+        person = session.scalars(select(Prospect).where(col(Prospect.email).like("lukas%"))).first()
         if person is not None:
             person.company = "Alpenwerk GmbH"
     service.resume(app, "lukas.meyer@alpenwerk.example", at)
@@ -88,7 +107,9 @@ def run_demo(now: datetime | None, *, days: int, console: Console, as_json: bool
             at = start_at + timedelta(hours=hour)
             if hour == 30:
                 _fix_missing_company(app, at)
-                notes.append(f"{at:%a %d %b %H:%M} UTC: Lukas's company filled in, enrollment resumed")
+                notes.append(
+                    f"{at:%a %d %b %H:%M} UTC: Lukas's company filled in, enrollment resumed"
+                )
             runtime.tick(at, simulated=True)
         _report(app, console, as_json, notes)
     finally:
@@ -101,25 +122,36 @@ def _report(app: App, console: Console, as_json: bool, notes: list[str]) -> None
         funnel = reports.stats(session)
         queue = call_queue.queue(session)
     if as_json:
-        console.print_json(json.dumps({"timeline": timeline, "stats": funnel, "calls": queue, "notes": notes}))
+        console.print_json(
+            json.dumps({"timeline": timeline, "stats": funnel, "calls": queue, "notes": notes})
+        )
         return
     _print_timeline(console, timeline)
     for note in notes:
         console.print(f"[yellow]{note}[/yellow]")
     _print_table(console, "Funnel per step and variant", funnel, list(reports.COUNTERS))
-    _print_table(console, "Call queue", queue, ["id", "email", "sequence", "reason", "score", "note"])
+    _print_table(
+        console, "Call queue", queue, ["id", "email", "sequence", "reason", "score", "note"]
+    )
     console.print(f"Messages written to {app.settings.outbox_dir}/ (one .eml each).")
 
 
 def _timeline(session: Any) -> list[dict[str, Any]]:
     rows = session.execute(
-        sa.select(Event, Prospect.email, Prospect.timezone)
-        .join(Prospect, Prospect.id == Event.prospect_id)
-        .order_by(Event.at, Event.id)
+        select(Event, Prospect.email, Prospect.timezone)
+        .join(Prospect, col(Prospect.id) == col(Event.prospect_id))
+        .order_by(col(Event.at), col(Event.id))
     )
     return [
-        {"at": ev.at.isoformat(), "local": _local(ev.at, tz), "email": email, "type": str(ev.type),
-         "sequence": ev.sequence_id, "step": ev.step, "detail": ev.data}
+        {
+            "at": ev.at.isoformat(),
+            "local": _local(ev.at, tz),
+            "email": email,
+            "type": str(ev.type),
+            "sequence": ev.sequence_id,
+            "step": ev.step,
+            "detail": ev.data,
+        }
         for ev, email, tz in rows
     ]
 
@@ -133,13 +165,26 @@ def _local(at: datetime, tz: str | None) -> str:
 def _print_timeline(console: Console, timeline: list[dict[str, Any]]) -> None:
     table = Table("UTC", "prospect's time", "prospect", "event", "step", "detail", title="Timeline")
     for row in timeline:
-        detail = row["detail"].get("template") or row["detail"].get("reason") or row["detail"].get("note") or ""
-        table.add_row(row["at"][5:16].replace("T", " "), row["local"], row["email"].split("@")[0], row["type"],
-                      str(row["step"] or ""), str(detail))
+        detail = (
+            row["detail"].get("template")
+            or row["detail"].get("reason")
+            or row["detail"].get("note")
+            or ""
+        )
+        table.add_row(
+            row["at"][5:16].replace("T", " "),
+            row["local"],
+            row["email"].split("@")[0],
+            row["type"],
+            str(row["step"] or ""),
+            str(detail),
+        )
     console.print(table)
 
 
-def _print_table(console: Console, title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
+def _print_table(
+    console: Console, title: str, rows: list[dict[str, Any]], columns: list[str]
+) -> None:
     keys = ["sequence", "step", "variant", *columns] if "sent" in columns else columns
     table = Table(*keys, title=title)
     for row in rows:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col, select
 
 from outreach import enrollment as enrollments
 from outreach import events, ledger, limits
@@ -54,16 +55,18 @@ class Outcome:
     detail: str = ""
 
 
-def claim_due(engine: sa.Engine, now: datetime, limit: int, lease_seconds: int) -> list[tuple[int, int]]:
+def claim_due(
+    engine: sa.Engine, now: datetime, limit: int, lease_seconds: int
+) -> list[tuple[int, int]]:
     """Claim up to `limit` due steps: each is leased so no other scheduler takes it.
 
     On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets several schedulers claim side by side.
     A claimed step whose message is lost comes due again when its lease runs out.
     """
     due = (
-        sa.select(Enrollment.id)
+        select(Enrollment.id)
         .where(Enrollment.state == EnrollmentState.ACTIVE, Enrollment.next_run_at <= now)  # type: ignore[operator]
-        .order_by(Enrollment.next_run_at)
+        .order_by(col(Enrollment.next_run_at))
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -74,11 +77,11 @@ def claim_due(engine: sa.Engine, now: datetime, limit: int, lease_seconds: int) 
             next_run_at=now + timedelta(seconds=lease_seconds),
             dispatches=Enrollment.dispatches + 1,
         )
-        .returning(Enrollment.id, Enrollment.step)
+        .returning(col(Enrollment.id), col(Enrollment.step))
         .execution_options(synchronize_session=False)
     )
     with transaction(engine) as session:
-        return [(row[0], row[1]) for row in session.execute(claim)]
+        return [(row[0], row[1]) for row in session.execute(claim)]  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,9 @@ def run_step(app: App, enrollment_id: int, step: int, now: datetime) -> Outcome:
     if isinstance(prepared, Outcome):
         return prepared
     try:
-        app.mailer.send(prepared.envelope_from, [prepared.recipient], prepared.data, prepared.message_id)
+        app.mailer.send(
+            prepared.envelope_from, [prepared.recipient], prepared.data, prepared.message_id
+        )
     except TransientSendError as exc:
         record_transient(app, prepared, exc, now)
         raise
@@ -112,7 +117,7 @@ def run_step(app: App, enrollment_id: int, step: int, now: datetime) -> Outcome:
 
 
 def _lock(session: Session, enrollment_id: int) -> Enrollment | None:
-    query = sa.select(Enrollment).where(Enrollment.id == enrollment_id).with_for_update()
+    query = select(Enrollment).where(Enrollment.id == enrollment_id).with_for_update()
     return session.scalar(query)
 
 
@@ -155,15 +160,23 @@ def _create_task(
 ) -> Outcome:
     note = _note(app, sequence, step, enrollment, prospect)
     exists = session.scalar(
-        sa.select(CallTask.id).where(CallTask.enrollment_id == enrollment.id, CallTask.step == step.number)
+        select(CallTask.id).where(
+            CallTask.enrollment_id == enrollment.id, CallTask.step == step.number
+        )
     )
     if exists is None:
         assert prospect.id is not None
         session.add(
             CallTask(
-                prospect_id=prospect.id, enrollment_id=enrollment.id, sequence_id=sequence.id,
-                step=step.number, owner=enrollment.owner, reason=f"{step.kind}_step",
-                note=note, due_at=now, created_at=now,
+                prospect_id=prospect.id,
+                enrollment_id=enrollment.id,
+                sequence_id=sequence.id,
+                step=step.number,
+                owner=enrollment.owner,
+                reason=f"{step.kind}_step",
+                note=note,
+                due_at=now,
+                created_at=now,
             )
         )
         events.for_enrollment(session, enrollment, EventType.CALL_TASK, now, note=note)
@@ -171,13 +184,17 @@ def _create_task(
     return Outcome("task", note or "")
 
 
-def _note(app: App, sequence: Sequence, step: Step, enrollment: Enrollment, prospect: Prospect) -> str | None:
+def _note(
+    app: App, sequence: Sequence, step: Step, enrollment: Enrollment, prospect: Prospect
+) -> str | None:
     if not step.note:
         return None
     from outreach.compose import context
 
     try:
-        return app.renderer.render_string(step.note, context(prospect, sequence, enrollment.sender, step.number, ""))
+        return app.renderer.render_string(
+            step.note, context(prospect, sequence, enrollment.sender, step.number, "")
+        )
     except RenderError:
         # a task is for a person, who can read the note as written
         return step.note
@@ -206,18 +223,27 @@ def _prepare_email(
         enrollment.next_run_at = next_opening(free, sequence.schedule, tz)
         return Outcome("deferred", f"{composed.sender_email} is at its sending limit")
     draft = Send(
-        enrollment_id=enrollment.id, step=step.number, message_id=composed.email.message_id,
-        status=SendStatus.SENDING, template=composed.template, subject=composed.email.subject,
-        to_email=prospect.email, sender_email=composed.sender_email,
+        enrollment_id=enrollment.id,
+        step=step.number,
+        message_id=composed.email.message_id,
+        status=SendStatus.SENDING,
+        template=composed.template,
+        subject=composed.email.subject,
+        to_email=prospect.email,
+        sender_email=composed.sender_email,
     )
     send = ledger.reserve(session, existing, draft, now)
     # while the send is in flight, the scheduler must not hand the step out again
     enrollment.next_run_at = now + timedelta(seconds=app.settings.send_inflight_seconds)
     assert send.id is not None
     return Prepared(
-        send_id=send.id, enrollment_id=enrollment.id, step=step.number,
-        envelope_from=composed.sender_email, recipient=prospect.email,
-        message_id=composed.email.message_id, data=build_message(composed.email, app.dkim),
+        send_id=send.id,
+        enrollment_id=enrollment.id,
+        step=step.number,
+        envelope_from=composed.sender_email,
+        recipient=prospect.email,
+        message_id=composed.email.message_id,
+        data=build_message(composed.email, app.dkim),
     )
 
 
@@ -235,9 +261,17 @@ def _compose(
     earlier = ledger.thread(session, enrollment.id, step.number) if step.thread else []
     try:
         return compose(
-            renderer=app.renderer, secret=app.secret, base_url=app.settings.base_url,
-            sequence=sequence, step=step, template=template, prospect=prospect,
-            sender=enrollment.sender, enrollment_id=enrollment.id, earlier=earlier, now=now,
+            renderer=app.renderer,
+            secret=app.secret,
+            base_url=app.settings.base_url,
+            sequence=sequence,
+            step=step,
+            template=template,
+            prospect=prospect,
+            sender=enrollment.sender,
+            enrollment_id=enrollment.id,
+            earlier=earlier,
+            now=now,
         )
     except MissingVariable as exc:
         enrollments.pause(session, enrollment, str(exc), now)
@@ -250,7 +284,9 @@ def _compose(
 def _resolve_existing(
     app: App, session: Session, enrollment: Enrollment, send: Send, now: datetime
 ) -> Outcome:
-    if send.status == SendStatus.SENDING and ledger.in_flight(send, now, app.settings.send_inflight_seconds):
+    if send.status == SendStatus.SENDING and ledger.in_flight(
+        send, now, app.settings.send_inflight_seconds
+    ):
         return Outcome("skipped", "send in flight")
     if send.status == SendStatus.SENDING:
         _mark_unknown(session, enrollment, send, "cut off before its outcome was recorded", now)
@@ -258,19 +294,33 @@ def _resolve_existing(
     if send.status == SendStatus.SENT:
         prospect = session.get(Prospect, enrollment.prospect_id)
         assert prospect is not None
-        enrollments.advance(session, app.versions.load(session, enrollment.version_id), enrollment, prospect, now)
+        enrollments.advance(
+            session, app.versions.load(session, enrollment.version_id), enrollment, prospect, now
+        )
     return Outcome("skipped", f"step already {send.status}")
 
 
-def _mark_unknown(session: Session, enrollment: Enrollment, send: Send, why: str, now: datetime) -> None:
+def _mark_unknown(
+    session: Session, enrollment: Enrollment, send: Send, why: str, now: datetime
+) -> None:
     send.status = SendStatus.UNKNOWN
     send.error = why
     events.for_enrollment(
-        session, enrollment, EventType.FAILED, now, send_status="unknown", reason=why,
+        session,
+        enrollment,
+        EventType.FAILED,
+        now,
+        send_status="unknown",
+        reason=why,
         message_id=send.message_id,
     )
     if enrollment.state == EnrollmentState.ACTIVE and enrollment.step == send.step:
-        enrollments.pause(session, enrollment, f"step {send.step} may have been sent ({why}); resume skips it", now)
+        enrollments.pause(
+            session,
+            enrollment,
+            f"step {send.step} may have been sent ({why}); resume skips it",
+            now,
+        )
 
 
 def _locked_pair(session: Session, prepared: Prepared) -> tuple[Send, Enrollment]:
@@ -287,7 +337,12 @@ def record_sent(app: App, prepared: Prepared, now: datetime) -> Outcome:
         send.status = SendStatus.SENT
         send.sent_at = now
         events.for_enrollment(
-            session, enrollment, EventType.SENT, now, step=send.step, template=send.template,
+            session,
+            enrollment,
+            EventType.SENT,
+            now,
+            step=send.step,
+            template=send.template,
             message_id=send.message_id,
         )
         if enrollment.state == EnrollmentState.ACTIVE and enrollment.step == send.step:

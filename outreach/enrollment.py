@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import select
 
 from outreach import events, versions
 from outreach.errors import EnrollmentRefused, InputError
@@ -29,7 +29,7 @@ def open_enrollments(
     session: Session, prospect_id: int, sequence_id: str | None = None
 ) -> list[Enrollment]:
     """The prospect's active and paused enrollments, optionally in one sequence."""
-    query = sa.select(Enrollment).where(
+    query = select(Enrollment).where(
         Enrollment.prospect_id == prospect_id,
         Enrollment.state.in_(OPEN_STATES),  # type: ignore[attr-defined]
     )
@@ -131,9 +131,11 @@ def resume(session: Session, sequence: Sequence, enrollment: Enrollment, now: da
     A step whose send ended `unknown` may have been delivered, so it is skipped, never resent.
     """
     if enrollment.state != EnrollmentState.PAUSED:
-        raise InputError(f"enrollment in {enrollment.sequence_id} is {enrollment.state}, not paused")
+        raise InputError(
+            f"enrollment in {enrollment.sequence_id} is {enrollment.state}, not paused"
+        )
     send = session.scalar(
-        sa.select(Send).where(Send.enrollment_id == enrollment.id, Send.step == enrollment.step)
+        select(Send).where(Send.enrollment_id == enrollment.id, Send.step == enrollment.step)
     )
     if send is not None and send.status == SendStatus.UNKNOWN:
         enrollment.step += 1

@@ -40,6 +40,11 @@ def for_enrollment(
     """Add an event about an enrollment, at its current step unless told otherwise."""
     step = data.pop("step", enrollment.step)
     return record(
-        session, type_, at, prospect_id=enrollment.prospect_id, enrollment=enrollment,
-        step=step, **data,
+        session,
+        type_,
+        at,
+        prospect_id=enrollment.prospect_id,
+        enrollment=enrollment,
+        step=step,
+        **data,
     )

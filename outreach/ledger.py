@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col, select
 
 from outreach.models import Send, SendStatus
 
@@ -14,20 +15,20 @@ COUNTED = (SendStatus.SENDING, SendStatus.SENT, SendStatus.UNKNOWN)
 
 def find(session: Session, enrollment_id: int, step: int) -> Send | None:
     """The ledger row of one step, if any."""
-    query = sa.select(Send).where(Send.enrollment_id == enrollment_id, Send.step == step)
+    query = select(Send).where(Send.enrollment_id == enrollment_id, Send.step == step)
     return session.scalar(query.with_for_update())
 
 
 def thread(session: Session, enrollment_id: int, before: int) -> list[Send]:
     """The sent messages of an enrollment before a step, oldest first, for threading."""
     query = (
-        sa.select(Send)
+        select(Send)
         .where(
             Send.enrollment_id == enrollment_id,
             Send.step < before,
             Send.status.in_((SendStatus.SENT, SendStatus.UNKNOWN)),  # type: ignore[attr-defined]
         )
-        .order_by(Send.step)
+        .order_by(col(Send.step))
     )
     return list(session.scalars(query))
 
@@ -50,13 +51,17 @@ def reserve(session: Session, send: Send | None, draft: Send, now: datetime) -> 
     send.status = SendStatus.SENDING
     send.attempts += 1
     send.started_at = now
-    send.subject, send.template, send.sender_email = draft.subject, draft.template, draft.sender_email
+    send.subject, send.template, send.sender_email = (
+        draft.subject,
+        draft.template,
+        draft.sender_email,
+    )
     return send
 
 
 def recent_count(session: Session, sender_email: str, since: datetime) -> int:
     """How many messages a sender address has sent or is sending since a moment."""
-    query = sa.select(sa.func.count()).where(
+    query = select(sa.func.count()).where(
         Send.sender_email == sender_email,
         Send.created_at > since,
         Send.status.in_(COUNTED),  # type: ignore[attr-defined]
@@ -67,13 +72,13 @@ def recent_count(session: Session, sender_email: str, since: datetime) -> int:
 def nth_since(session: Session, sender_email: str, since: datetime, offset: int) -> datetime:
     """The creation time of the sender's (offset+1)-th counted message since a moment."""
     query = (
-        sa.select(Send.created_at)
+        select(Send.created_at)
         .where(
             Send.sender_email == sender_email,
             Send.created_at > since,
             Send.status.in_(COUNTED),  # type: ignore[attr-defined]
         )
-        .order_by(Send.created_at)
+        .order_by(col(Send.created_at))
         .offset(offset)
         .limit(1)
     )

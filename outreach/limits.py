@@ -22,7 +22,9 @@ def lock_sender(session: Session, sender_email: str) -> None:
         )
 
 
-def free_at(session: Session, sender_email: str, schedule: Schedule, now: datetime) -> datetime | None:
+def free_at(
+    session: Session, sender_email: str, schedule: Schedule, now: datetime
+) -> datetime | None:
     """None when the sender may send now, else the moment a slot frees up.
 
     Limits count the last 60 minutes and the last 24 hours, so a limit means the same in

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, formataddr, getaddresses
 from pathlib import Path
 from urllib.parse import quote
 
@@ -104,11 +104,7 @@ def make_message_id(key: str, domain: str) -> str:
 
 def sender_domain(sender: str) -> str:
     """Return the lower-cased domain of a "Name <addr>" sender."""
-    _, addr = parseaddr(sender)
-    local, at, domain = addr.rpartition("@")
-    if not (local and at and domain):
-        raise ValueError(f"sender has no address with a domain: {sender!r}")
-    return domain.lower()
+    return _parse_mailbox(sender)[1].rpartition("@")[2].lower()
 
 
 def footer_text(email: OutgoingEmail) -> str:
@@ -141,11 +137,11 @@ def _headers(email: OutgoingEmail) -> list[tuple[str, str]]:
     headers = [
         ("Message-ID", _message_id(email.message_id)),
         ("Date", format_datetime(_aware(email.date))),
-        ("From", _address(*parseaddr(email.sender))),
+        ("From", _address(*_parse_mailbox(email.sender))),
         ("To", _address(email.to_name, email.to_email)),
     ]
     if email.reply_to:
-        headers.append(("Reply-To", _address(*parseaddr(email.reply_to))))
+        headers.append(("Reply-To", _address(*_parse_mailbox(email.reply_to))))
     headers += [
         ("Subject", _unstructured(email.subject)),
         ("MIME-Version", "1.0"),
@@ -212,6 +208,14 @@ def _unstructured(value: str) -> str:
     if value.isascii() and "=?" not in value and len(value) < _MAX_PLAIN:
         return _fold(value.split(" "))
     return Header(value, "utf-8").encode()
+
+
+def _parse_mailbox(value: str) -> tuple[str, str]:
+    """Parse exactly one "Name <addr>" or "addr"; parseaddr alone drops any rest silently."""
+    found = getaddresses([value])
+    if _CONTROL.search(value) or len(found) != 1 or not _ADDR_SPEC.fullmatch(found[0][1]):
+        raise ValueError(f"not one email address: {value!r}")
+    return found[0]
 
 
 def _address(name: str | None, addr: str) -> str:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlmodel import select
 
 from outreach.errors import InputError, UnknownProspect
 from outreach.models import Prospect
@@ -43,7 +44,7 @@ def check_timezone(name: str) -> str:
 def find(session: Session, email: str) -> Prospect:
     """The prospect with this address, or UnknownProspect."""
     key = normalize_email(email)
-    prospect = session.scalar(sa.select(Prospect).where(Prospect.email == key))
+    prospect = session.scalar(select(Prospect).where(Prospect.email == key))
     if prospect is None:
         raise UnknownProspect(f"no prospect {key}")
     return prospect
@@ -85,7 +86,7 @@ def upsert(session: Session, rows: list[Row], now: datetime) -> int:
     existing = {
         p.email: p
         for p in session.scalars(
-            sa.select(Prospect).where(Prospect.email.in_([r.email for r in rows]))  # type: ignore[attr-defined]
+            select(Prospect).where(Prospect.email.in_([r.email for r in rows]))  # type: ignore[attr-defined]
         )
     }
     records = [_merged(existing.get(r.email), r, now) for r in rows]
@@ -174,7 +175,7 @@ def import_csv(
 def ensure(session: Session, email: str, now: datetime, **values: str | None) -> Prospect:
     """The prospect with this address, created when new."""
     key = normalize_email(email)
-    prospect = session.scalar(sa.select(Prospect).where(Prospect.email == key))
+    prospect = session.scalar(select(Prospect).where(Prospect.email == key))
     if prospect is None:
         prospect = Prospect(email=key, created_at=now, updated_at=now, fields={})
         session.add(prospect)

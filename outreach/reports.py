@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col, select
 
 from outreach import prospect as prospects
 from outreach.models import CallTask, Enrollment, Event, EventType, Prospect, Send, SendStatus
@@ -29,17 +30,17 @@ def _iso(value: Any) -> str | None:
 
 def is_engaged(session: Session, cache: VersionCache, prospect: Prospect) -> bool:
     """Engaged: an open call task from engagement, or a score at a sequence's threshold."""
-    flagged = session.scalar(
-        sa.select(sa.func.count()).where(
+    flagged = session.scalars(
+        select(CallTask.id).where(
             CallTask.prospect_id == prospect.id,
             CallTask.status == "open",
-            CallTask.reason.in_(("engaged", "interested")),  # type: ignore[attr-defined]
+            col(CallTask.reason).in_(("engaged", "interested")),
         )
-    )
+    ).first()
     if flagged:
         return True
     versions = session.scalars(
-        sa.select(Enrollment.version_id).where(Enrollment.prospect_id == prospect.id).distinct()
+        select(Enrollment.version_id).where(Enrollment.prospect_id == prospect.id).distinct()
     )
     thresholds = [cache.load(session, v).engagement.threshold for v in versions]
     return bool(thresholds) and prospect.score >= min(thresholds)
@@ -49,10 +50,10 @@ def prospect_view(session: Session, cache: VersionCache, email: str) -> dict[str
     """The prospect, their enrollments and their timeline, in the shape scripts rely on."""
     person = prospects.find(session, email)
     enrollments = session.scalars(
-        sa.select(Enrollment).where(Enrollment.prospect_id == person.id).order_by(Enrollment.id)
+        select(Enrollment).where(Enrollment.prospect_id == person.id).order_by(col(Enrollment.id))
     )
     timeline = session.scalars(
-        sa.select(Event).where(Event.prospect_id == person.id).order_by(Event.at, Event.id)
+        select(Event).where(Event.prospect_id == person.id).order_by(col(Event.at), col(Event.id))
     )
     return {
         "email": person.email,
@@ -94,8 +95,10 @@ def _event(event: Event) -> dict[str, Any]:
 
 
 def stats(session: Session, sequence_id: str | None = None) -> list[dict[str, Any]]:
-    """Per sequence, step and variant: sent, opened, clicked, replied, bounced, unsubscribed, meetings."""
-    rows: dict[tuple[str, int, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
+    """Per sequence, step and variant: sends, engagement, replies, bounces and meetings."""
+    rows: dict[tuple[str, int, str], dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(COUNTERS, 0)
+    )
     for seq, step, template, count in session.execute(_sent_query(sequence_id)):
         rows[(seq, step, template)]["sent"] += count
     for seq, step, template, type_, count in session.execute(_event_query(sequence_id)):
@@ -106,26 +109,32 @@ def stats(session: Session, sequence_id: str | None = None) -> list[dict[str, An
     ]
 
 
-def _sent_query(sequence_id: str | None) -> sa.Select[Any]:
+def _sent_query(sequence_id: str | None) -> Any:
     query = (
-        sa.select(Enrollment.sequence_id, Send.step, Send.template, sa.func.count())
-        .join(Enrollment, Enrollment.id == Send.enrollment_id)
+        select(Enrollment.sequence_id, Send.step, Send.template, sa.func.count())
+        .join(Enrollment, col(Enrollment.id) == col(Send.enrollment_id))
         .where(Send.status == SendStatus.SENT)
-        .group_by(Enrollment.sequence_id, Send.step, Send.template)
+        .group_by(col(Enrollment.sequence_id), col(Send.step), col(Send.template))
     )
     return query.where(Enrollment.sequence_id == sequence_id) if sequence_id else query
 
 
-def _event_query(sequence_id: str | None) -> sa.Select[Any]:
+def _event_query(sequence_id: str | None) -> Any:
     query = (
-        sa.select(
+        select(  # type: ignore[call-overload]
             Event.sequence_id,
             Event.step,
             Send.template,
             Event.type,
-            sa.func.count(sa.distinct(Event.enrollment_id)),
+            sa.func.count(sa.distinct(col(Event.enrollment_id))),
         )
-        .join(Send, sa.and_(Send.enrollment_id == Event.enrollment_id, Send.step == Event.step))
+        .join(
+            Send,
+            sa.and_(
+                col(Send.enrollment_id) == col(Event.enrollment_id),
+                col(Send.step) == col(Event.step),
+            ),
+        )
         .where(Event.type.in_(list(STAT_EVENTS)))  # type: ignore[attr-defined]
         .group_by(Event.sequence_id, Event.step, Send.template, Event.type)
     )

@@ -46,7 +46,7 @@ class Runtime:
     def wait(self) -> None:
         """Wait until the in-process worker has run everything enqueued."""
         if self.worker is not None:
-            self.actors.broker.join(QUEUE, fail_fast=False)  # type: ignore[attr-defined]
+            self.actors.broker.join(QUEUE, fail_fast=False)  # type: ignore[call-arg]
             self.worker.join()
 
     def close(self) -> None:
@@ -63,6 +63,8 @@ def start(app: App, threads: int | None = None) -> Runtime:
     actors = declare(broker, lambda: app)
     runtime = Runtime(app=app, actors=actors)
     if is_in_process(broker):
-        runtime.worker = dramatiq.Worker(broker, worker_threads=threads or app.settings.worker_threads)
+        runtime.worker = dramatiq.Worker(
+            broker, worker_threads=threads or app.settings.worker_threads
+        )
         runtime.worker.start()
     return runtime

@@ -22,15 +22,22 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel
 
 from outreach.errors import SequenceInvalid, TemplateInvalid
-from outreach.schedule import Schedule, Wait, Window, check_country, parse_wait, parse_window
-from outreach.schedule import valid_zone
+from outreach.schedule import (
+    Schedule,
+    Wait,
+    Window,
+    check_country,
+    parse_wait,
+    parse_window,
+    valid_zone,
+)
 from outreach.template import TemplateSource, load_template
 
 STOP_EVENTS = ("reply", "bounce", "unsubscribe", "company_reply", "auto_reply")
 DEFAULT_STOP_ON = ("reply", "bounce", "unsubscribe")
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ERROR_RE = re.compile(r"(.*?):(\d+):")
 _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
@@ -311,7 +318,11 @@ def _add_key(
 
 
 def _fields(
-    c: _Checker, node: yaml.Node, where: str, parsers: dict[str, Parser], required: Iterable[str] = ()
+    c: _Checker,
+    node: yaml.Node,
+    where: str,
+    parsers: dict[str, Parser],
+    required: Iterable[str] = (),
 ) -> dict[str, Any]:
     keys = _mapping(c, node, where, parsers, required) or {}
     return {name: parsers[name](c, value, _join(where, name)) for name, value in keys.items()}
@@ -357,7 +368,9 @@ def _list(c: _Checker, node: yaml.Node, where: str) -> list[yaml.Node] | None:
 
 def _texts(c: _Checker, node: yaml.Node, where: str) -> list[tuple[str, yaml.Node, str]]:
     items = _list(c, node, where) or []
-    found = [(_text(c, item, f"{where}[{i}]"), item, f"{where}[{i}]") for i, item in enumerate(items)]
+    found = [
+        (_text(c, item, f"{where}[{i}]"), item, f"{where}[{i}]") for i, item in enumerate(items)
+    ]
     return [(text, item, at) for text, item, at in found if text is not None]
 
 
@@ -495,7 +508,9 @@ def _note(c: _Checker, node: yaml.Node, where: str) -> str | None:
     return text
 
 
-def _attempt(c: _Checker, node: yaml.Node, where: str, parse: Callable[[str], Any], text: str) -> Any:
+def _attempt(
+    c: _Checker, node: yaml.Node, where: str, parse: Callable[[str], Any], text: str
+) -> Any:
     """`parse(text)`, or None with the ValueError's message recorded."""
     try:
         result = parse(text)
@@ -535,9 +550,9 @@ def _steps(c: _Checker, node: yaml.Node, where: str) -> list[dict[str, Any]]:
 
 def _step(c: _Checker, item: yaml.Node, where: str, state: _Steps) -> None:
     keys = _mapping(c, item, where, ("email", "wait", "call", "task"))
-    if not keys or len(keys) > 1:
-        if keys is not None:
-            c.error(item, where, "a step needs exactly one of email, wait, call or task")
+    if keys is not None and len(keys) != 1 and (len(keys) > 1 or not item.value):
+        c.error(item, where, "a step needs exactly one of email, wait, call or task")
+    if keys is None or len(keys) != 1:
         return
     ((kind, node),) = keys.items()
     if kind == "wait":
@@ -594,8 +609,8 @@ def _variants(c: _Checker, node: yaml.Node, where: str) -> list[tuple[str, yaml.
 
 
 def _check_template(c: _Checker, name: str, node: yaml.Node, where: str, thread: bool) -> None:
-    if not _NAME_RE.fullmatch(name):
-        c.error(node, where, f"bad template name {name!r} (letters, digits, _ and - only)")
+    if not _NAME_RE.fullmatch(name) or name.endswith(".html"):
+        c.error(node, where, f"bad template name {name!r} (letters, digits, _ . and - only)")
         return
     source = c.template(name, node, where)
     if source is not None and not thread and not (source.subject or "").strip():

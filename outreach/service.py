@@ -102,7 +102,9 @@ def preview(app: App, sequence_id: str, email: str, now: datetime) -> list[dict[
         person = prospects.find(session, email)
     tz = sequence.schedule.zone(person.timezone)
     sender = sequence.sender.addresses[0]
-    at, earlier, planned = now, [], []
+    at = now
+    earlier: list[Send] = []
+    planned: list[dict[str, Any]] = []
     for step in sequence.steps:
         at = due_at(at, step.waits, sequence.schedule, tz)
         item: dict[str, Any] = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import select
 
 from outreach import events
 from outreach.models import (
@@ -45,7 +45,7 @@ def end_open(
 ) -> int:
     """Move every open enrollment of a prospect to a final state."""
     query = (
-        sa.select(Enrollment)
+        select(Enrollment)
         .where(Enrollment.prospect_id == prospect_id, Enrollment.state.in_(OPEN_STATES))  # type: ignore[attr-defined]
         .with_for_update()
     )

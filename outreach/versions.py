@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-import sqlalchemy as sa
+
 from sqlalchemy.orm import Session
+from sqlmodel import select
 
 from outreach.models import SequenceVersion
 from outreach.sequence import Sequence
@@ -12,7 +13,7 @@ from outreach.sequence import Sequence
 
 def store(session: Session, sequence: Sequence, now: datetime) -> SequenceVersion:
     """The stored version with this content, saved first if it is new."""
-    query = sa.select(SequenceVersion).where(
+    query = select(SequenceVersion).where(
         SequenceVersion.sequence_id == sequence.id,
         SequenceVersion.content_hash == sequence.content_hash,
     )

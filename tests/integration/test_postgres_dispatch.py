@@ -1,0 +1,116 @@
+"""On real PostgreSQL and a real SMTP server: concurrent schedulers, 4xx retries, 5xx failures."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from outreach import service
+from outreach.app import App, build_app
+from outreach.db import transaction
+from outreach.dispatch import claim_due, run_step
+from outreach.errors import TransientSendError
+from outreach.models import Enrollment, EnrollmentState, Send, SendStatus
+from tests.conftest import make_settings, write_sequence, write_template
+from tests.conftest_smtp import SmtpSink
+
+NOW = datetime(2026, 3, 3, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_app(workdir: Path, pg_url: str, sink: SmtpSink) -> Iterator[App]:
+    write_template(workdir, "hello", "Hi {{ prospect.email }}\n")
+    write_sequence(
+        workdir,
+        "blast",
+        """
+        name: Blast
+        sender:
+          from: "Ann <ann@acme.example>"
+          address: "Acme AB"
+        schedule:
+          timezone: UTC
+          window: "00:00-24:00"
+          days: [mon, tue, wed, thu, fri, sat, sun]
+        steps:
+          - email:
+              template: hello
+        """,
+    )
+    app = build_app(
+        make_settings(workdir, database_url=pg_url, smtp_url=sink.url(), smtp_timeout=5)
+    )
+    yield app
+    app.close()
+
+
+def enroll(app: App, count: int) -> list[str]:
+    people = [f"p{i}@example.com" for i in range(count)]
+    assert len(service.enroll_many(app, "blast", people, NOW).enrolled) == count
+    return people
+
+
+def test_two_schedulers_at_once_send_each_step_once(pg_app: App, sink: SmtpSink) -> None:
+    people = enroll(pg_app, 120)
+    barrier = threading.Barrier(2)
+    claimed: list[list[tuple[int, int]]] = [[], []]
+
+    def scheduler(index: int) -> None:
+        app = build_app(pg_app.settings)
+        barrier.wait()
+        while batch := claim_due(app.engine, NOW, 7, 600):
+            claimed[index] += batch
+            for enrollment_id, step in batch:
+                run_step(app, enrollment_id, step, NOW)
+        app.close()
+
+    threads = [threading.Thread(target=scheduler, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert claimed[0] and claimed[1], "both schedulers took part"
+    assert not set(claimed[0]) & set(claimed[1])
+    recipients = Counter(rcpt for m in sink.messages for rcpt in m.rcpt_tos)
+    assert sorted(recipients) == sorted(people)
+    assert set(recipients.values()) == {1}
+
+
+def test_4xx_is_retried_and_5xx_fails_with_the_answer(pg_app: App, sink: SmtpSink) -> None:
+    enroll(pg_app, 2)
+    claims = dict(claim_due(pg_app.engine, NOW, 10, 600))
+    first, second = sorted(claims)
+    sink.replies["RCPT"] = "451 4.7.1 Greylisted, try again"
+    with pytest.raises(TransientSendError):
+        run_step(pg_app, first, 1, NOW)
+    with transaction(pg_app.engine) as session:
+        send = session.scalars(sa.select(Send).where(Send.enrollment_id == first)).one()
+        assert (send.status, send.code) == (SendStatus.DEFERRED, 451)
+        retry_at = session.get(Enrollment, first).next_run_at  # type: ignore[union-attr]
+    assert retry_at is not None and retry_at > NOW
+    del sink.replies["RCPT"]
+    later = NOW + timedelta(minutes=5)
+    assert run_step(pg_app, first, 1, later).status == "sent"
+    sink.refuse["p1@example.com"] = "550 5.1.1 <p1@example.com>: Recipient address rejected"
+    sink.refuse["p0@example.com"] = sink.refuse["p1@example.com"]
+    outcome = run_step(pg_app, second, 1, later)
+    assert outcome.status == "failed"
+    with transaction(pg_app.engine) as session:
+        send = session.scalars(sa.select(Send).where(Send.enrollment_id == second)).one()
+        enrollment = session.get(Enrollment, second)
+    assert send.status == SendStatus.FAILED and send.code == 550
+    assert "Recipient address rejected" in (send.error or "")
+    assert enrollment is not None and enrollment.state == EnrollmentState.FAILED
+    assert len(sink.messages) == 1
