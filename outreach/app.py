@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import sqlalchemy as sa
 
@@ -27,12 +26,9 @@ class App:
     mailer: Mailer
     renderer: Renderer
     dkim: DkimSigner | None = None
+    # the key that signs unsubscribe and tracking tokens
+    secret: str = ""
     versions: VersionCache = field(default_factory=VersionCache)
-
-    @cached_property
-    def secret(self) -> str:
-        """The key that signs unsubscribe and tracking tokens."""
-        return tokens.secret_key(self.engine, self.settings.secret_key)
 
     def sequence(self, sequence_id: str) -> Sequence:
         """The current, validated definition of a sequence from the sequences folder."""
@@ -64,6 +60,7 @@ def build_app(settings: Settings | None = None, *, migrate: bool = True) -> App:
         mailer=make_mailer(settings.smtp_url, settings.outbox_dir, settings.smtp_timeout),
         renderer=Renderer(parse_limits(settings.render_limits)),
         dkim=dkim,
+        secret=tokens.secret_key(engine, settings.secret_key) if migrate else "",
     )
 
 

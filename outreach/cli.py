@@ -31,7 +31,7 @@ from outreach.settings import Settings
 cli = typer.Typer(help="Sales sequences as code.", no_args_is_help=True, add_completion=False)
 calls_cli = typer.Typer(help="The call queue.", invoke_without_command=True)
 cli.add_typer(calls_cli, name="calls")
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True)
 
 NowOpt = Annotated[str | None, typer.Option("--now", help="ISO-8601 time with Z or an offset")]
@@ -47,7 +47,7 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
     except OutreachError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except Exception as exc:  # click's usage errors carry their own exit code
         code = getattr(exc, "exit_code", None)
@@ -76,7 +76,7 @@ def emit(data: Any) -> None:
 
 def _fail_if(lines: list[str]) -> None:
     for line in lines:
-        err.print(line, highlight=False, markup=False)
+        print(line, file=sys.stderr)
     if lines:
         raise typer.Exit(1)
 
@@ -159,7 +159,7 @@ def import_(file: Path, now: NowOpt = None, as_json: JsonOpt = False) -> None:
     else:
         out.print(f"imported {report.imported} prospects")
         for line, why in report.warnings:
-            err.print(f"{file}:{line}: warning: {why}", markup=False, highlight=False)
+            print(f"{file}:{line}: warning: {why}", file=sys.stderr)
     _fail_if([f"{file}:{line}: {why}" for line, why in report.refused])
 
 

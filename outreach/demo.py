@@ -182,11 +182,15 @@ def _print_timeline(console: Console, timeline: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+def _cut(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _print_table(
     console: Console, title: str, rows: list[dict[str, Any]], columns: list[str]
 ) -> None:
     keys = ["sequence", "step", "variant", *columns] if "sent" in columns else columns
     table = Table(*keys, title=title)
     for row in rows:
-        table.add_row(*(str(row.get(k, "") or "") for k in keys))
+        table.add_row(*(_cut(str(row.get(k, "") or "")) for k in keys))
     console.print(table)

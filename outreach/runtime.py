@@ -64,7 +64,7 @@ def start(app: App, threads: int | None = None) -> Runtime:
     runtime = Runtime(app=app, actors=actors)
     if is_in_process(broker):
         runtime.worker = dramatiq.Worker(
-            broker, worker_threads=threads or app.settings.worker_threads
+            broker, worker_threads=threads or app.settings.worker_threads, worker_timeout=100
         )
         runtime.worker.start()
     return runtime

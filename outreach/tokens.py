@@ -46,9 +46,14 @@ def secret_key(engine: sa.Engine, configured: str | None) -> str:
     """The configured secret, or one generated once and kept in the database."""
     if configured:
         return configured
-    with Session(engine) as session, session.begin():
-        row = session.get(Meta, SECRET_KEY)
-        if row is None:
-            row = Meta(key=SECRET_KEY, value=secrets.token_urlsafe(32))
-            session.add(row)
-        return row.value
+    try:
+        with Session(engine) as session, session.begin():
+            row = session.get(Meta, SECRET_KEY)
+            if row is None:
+                row = Meta(key=SECRET_KEY, value=secrets.token_urlsafe(32))
+                session.add(row)
+            return row.value
+    except sa.exc.IntegrityError:
+        # another process generated it first: use theirs
+        with Session(engine) as session:
+            return session.get_one(Meta, SECRET_KEY).value

@@ -1,0 +1,175 @@
+"""The real `outreach` command run as a user would, on the embedded defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MONDAY = "2026-03-02T08:00:00Z"
+
+
+def run(cwd: Path, *args: str, check: int | None = 0) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "outreach", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check is not None:
+        assert result.returncode == check, (result.stdout, result.stderr)
+    return result
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    run(tmp_path, "init", ".")
+    return tmp_path
+
+
+def test_init_then_validate_passes(folder: Path) -> None:
+    assert (folder / ".env").exists()
+    assert "valid" in run(folder, "validate").stdout
+
+
+def test_validate_reports_path_and_line_and_exits_1(folder: Path) -> None:
+    path = folder / "sequences" / "inbound_follow_up.yaml"
+    path.write_text(path.read_text().replace("wait: 2 business days", "wait: 2 fortnights"))
+    result = run(folder, "validate", check=1)
+    assert "sequences/inbound_follow_up.yaml:" in result.stderr
+    assert "fortnights" in result.stderr
+
+
+def test_import_keeps_good_rows_and_reports_bad_ones(folder: Path) -> None:
+    csv = folder / "people.csv"
+    csv.write_text(
+        "email,first_name,company,timezone,industry\n"
+        "ann@example.com,Ann,Volvo,Europe/Stockholm,cars\n"
+        "not-an-address,Bob,X,,\n"
+        "cy@example.com,Cy,Ikea,Mars/Olympus,\n"
+        "ANN@example.com,Annie,Volvo,,\n"
+    )
+    result = run(folder, "import", str(csv), check=1)
+    assert "people.csv:3:" in result.stderr and "not-an-address" in result.stderr
+    assert "people.csv:4:" in result.stderr and "Mars/Olympus" in result.stderr
+    assert "people.csv:5: warning" in result.stderr
+    view = json.loads(run(folder, "prospect", "ann@example.com", "--json").stdout)
+    assert view["first_name"] == "Annie"  # the later row wins
+    again = folder / "again.csv"
+    again.write_text("email,title,industry\nann@example.com,CTO,cars\n")
+    run(folder, "import", str(again))
+    view = json.loads(run(folder, "prospect", "ann@example.com", "--json").stdout)
+    assert (view["first_name"], view["title"]) == ("Annie", "CTO")  # blanks never erase
+    assert view["fields"] == {"industry": "cars"}
+
+
+def test_enroll_refusals_tick_and_timeline(folder: Path) -> None:
+    csv = folder / "people.csv"
+    csv.write_text(
+        "email,first_name,company,timezone\neva@example.com,Eva,Volvo,Europe/Stockholm\n"
+    )
+    run(folder, "import", str(csv))
+    run(folder, "unsubscribe", "no@example.com")
+    result = run(
+        folder,
+        "enroll",
+        "inbound_follow_up",
+        "eva@example.com",
+        "no@example.com",
+        "bad@",
+        "--now",
+        MONDAY,
+        "--json",
+        check=1,
+    )
+    report = json.loads(result.stdout)
+    assert report["enrolled"] == ["eva@example.com"]
+    reasons = dict(report["refused"])
+    assert "suppressed" in reasons["no@example.com"] and "invalid" in reasons["bad@"]
+    again = run(folder, "enroll", "inbound_follow_up", "eva@example.com", "--now", MONDAY, check=1)
+    assert "already active" in again.stderr
+    assert json.loads(run(folder, "tick", "--now", MONDAY, "--json").stdout) == {"dispatched": 1}
+    [message] = (folder / "outbox").glob("*.eml")
+    assert "To: Eva <eva@example.com>" in message.read_text()
+    view = json.loads(run(folder, "prospect", "eva@example.com", "--json").stdout)
+    assert [e["type"] for e in view["events"]] == ["enrolled", "sent"]
+    assert view["enrollments"][0]["state"] == "active"
+    assert view["enrollments"][0]["step"] == 2
+    stats = json.loads(run(folder, "stats", "--json").stdout)
+    assert stats[0]["sequence"] == "inbound_follow_up" and stats[0]["sent"] == 1
+    assert set(stats[0]) >= {"step", "variant", "opened", "clicked", "replied", "meetings"}
+
+
+def test_call_step_reaches_queue_and_meeting_counts(folder: Path) -> None:
+    run(folder, "enroll", "inbound_follow_up", "eva@example.com", "--now", MONDAY)
+    with_company = folder / "p.csv"
+    with_company.write_text("email,first_name,company\neva@example.com,Eva,Volvo\n")
+    run(folder, "import", str(with_company))
+    for day in ("2026-03-02T08:00:00Z", "2026-03-04T08:00:00Z", "2026-03-09T08:00:00Z"):
+        run(folder, "tick", "--now", day)
+    [task] = json.loads(run(folder, "calls", "--json").stdout)
+    assert task["email"] == "eva@example.com" and "Call Eva" in task["note"]
+    run(folder, "calls", "done", str(task["id"]), "--outcome", "meeting", "--now", MONDAY)
+    assert json.loads(run(folder, "calls", "--json").stdout) == []
+    view = json.loads(run(folder, "prospect", "eva@example.com", "--json").stdout)
+    assert view["enrollments"][0]["state"] == "meeting_booked"
+    meetings = sum(r["meetings"] for r in json.loads(run(folder, "stats", "--json").stdout))
+    assert meetings == 1
+
+
+def test_pause_resume_stop(folder: Path) -> None:
+    run(folder, "enroll", "cold_outbound", "eva@example.com", "--now", MONDAY)
+    run(folder, "pause", "eva@example.com")
+    view = json.loads(run(folder, "prospect", "eva@example.com", "--json").stdout)
+    assert view["enrollments"][0]["state"] == "paused"
+    run(folder, "resume", "eva@example.com", "--now", MONDAY)
+    run(folder, "stop", "eva@example.com", "--sequence", "cold_outbound")
+    view = json.loads(run(folder, "prospect", "eva@example.com", "--json").stdout)
+    assert view["enrollments"][0]["state"] == "stopped"
+    assert json.loads(run(folder, "tick", "--now", MONDAY, "--json").stdout) == {"dispatched": 0}
+
+
+def test_preview_shows_what_and_when(folder: Path) -> None:
+    csv = folder / "p.csv"
+    csv.write_text(
+        "email,first_name,company,timezone\neva@example.com,Eva,Volvo,Europe/Stockholm\n"
+    )
+    run(folder, "import", str(csv))
+    planned = json.loads(
+        run(
+            folder,
+            "preview",
+            "inbound_follow_up",
+            "--prospect",
+            "eva@example.com",
+            "--now",
+            "2026-03-06T16:30:00Z",
+            "--json",
+        ).stdout
+    )
+    assert planned[0]["local_time"].startswith("2026-03-09T09:00")  # Friday 17:30 is too late
+    assert planned[1]["variants"][0]["subject"].startswith("Re: ")
+    assert [p["kind"] for p in planned] == ["email", "email", "call", "email"]
+    assert not list((folder / "outbox").glob("*.eml")) if (folder / "outbox").exists() else True
+
+
+def test_bad_now_is_refused_and_usage_errors_exit_2(folder: Path) -> None:
+    result = run(folder, "tick", "--now", "2026-03-02T08:00:00", check=1)
+    assert "no timezone" in result.stderr
+    assert run(folder, "enroll", check=2).returncode == 2
+    assert run(folder, "no-such-command", check=2).returncode == 2
+
+
+def test_demo_runs_on_the_defaults(tmp_path: Path) -> None:
+    result = run(tmp_path, "demo", "--now", MONDAY, "--json")
+    story = json.loads(result.stdout)
+    types = {row["type"] for row in story["timeline"]}
+    assert {"enrolled", "sent", "paused", "resumed", "call_task", "unsubscribed"} <= types
+    assert story["calls"] and story["stats"]
