@@ -9,7 +9,7 @@ import dramatiq
 
 from outreach.actors import QUEUE, Actors, declare
 from outreach.app import App
-from outreach.broker import is_in_process, make_broker
+from outreach.brokers import is_in_process, make_broker
 from outreach.scheduler import tick
 
 MAX_ROUNDS = 20

@@ -9,23 +9,39 @@ from typing import Any
 
 from outreach.actors import Actors
 from outreach.app import App
+from outreach.brokers.redis import BatchRedisBroker
 from outreach.dispatch import claim_due
 
 
 def tick(app: App, actors: Actors, now: datetime, *, simulated: bool = False) -> int:
-    """One pass: every step due at `now` is claimed and enqueued; returns how many."""
-    total = 0
+    """One pass: every step due at `now` is claimed and enqueued; returns how many.
+
+    A message lost on the way (a broker outage mid-pass) is not lost work: the claim's
+    lease runs out and the next pass dispatches the step again.
+    """
     options: dict[str, Any] = {"max_retries": 0} if simulated else {}
+    stamp = now.isoformat() if simulated else None
+
+    total = 0
     while True:
         claimed = claim_due(
             app.engine, now, app.settings.batch_size, app.settings.dispatch_lease_seconds
         )
-        for enrollment_id, step in claimed:
-            args = (enrollment_id, step, now.isoformat() if simulated else None)
-            actors.send_step.send_with_options(args=args, **options)  # type: ignore[arg-type]
+        enqueue(actors, [(*claim, stamp) for claim in claimed], options)
         total += len(claimed)
         if len(claimed) < app.settings.batch_size:
             return total
+
+
+def enqueue(actors: Actors, batch: list[tuple[Any, ...]], options: dict[str, Any]) -> None:
+    """Enqueue send_step messages, in one round trip where the broker can."""
+    make = actors.send_step.message_with_options
+    messages = [make(args=args, **options) for args in batch]
+    if isinstance(actors.broker, BatchRedisBroker):
+        actors.broker.enqueue_many(messages)
+        return
+    for message in messages:
+        actors.broker.enqueue(message)
 
 
 def run_forever(

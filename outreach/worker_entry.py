@@ -9,7 +9,7 @@ import dramatiq
 
 from outreach.actors import declare
 from outreach.app import App, build_app
-from outreach.broker import make_broker
+from outreach.brokers import make_broker
 from outreach.settings import Settings
 
 _lock = threading.Lock()

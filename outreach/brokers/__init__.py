@@ -15,9 +15,9 @@ def make_broker(url: str | None) -> dramatiq.Broker:
         broker.emit_after("process_boot")
         return broker
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from dramatiq.brokers.redis import RedisBroker
+        from outreach.brokers.redis import BatchRedisBroker
 
-        return RedisBroker(url=url)
+        return BatchRedisBroker(url=url)
     if url.startswith(("amqp://", "amqps://")):
         raise InputError("OUTREACH_BROKER_URL: RabbitMQ is not supported yet; use redis://")
     raise InputError(f"OUTREACH_BROKER_URL: unknown broker {url!r}; use redis://host:6379/0")

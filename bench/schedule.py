@@ -1,0 +1,101 @@
+"""Scheduler pass speed: 10,000 due steps among 1,000,000 enrollments vs among 10,000.
+
+Run: python bench/schedule.py [--total 1000000] [--due 10000]
+Needs PostgreSQL (postgres@127.0.0.1) and Redis. Dispatch means claimed in the database and
+enqueued on Redis. The ratio large/small shows that a pass costs what is due, not what is
+enrolled.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import redis
+import sqlalchemy as sa
+
+from bench.common import REDIS_URL, fresh_database, report, timed
+from outreach.app import build_app
+from outreach.runtime import start
+from outreach.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def populate(url: str, total: int, due: int) -> None:
+    """Fill prospects and enrollments with SQL: `due` of them due before NOW."""
+    engine = sa.create_engine(url)
+    with engine.begin() as c:
+        c.execute(
+            sa.text("""
+            INSERT INTO sequenceversion (sequence_id, content_hash, snapshot, created_at)
+            VALUES ('bench', 'x', '{}', now())""")
+        )
+        c.execute(
+            sa.text("""
+            INSERT INTO prospect (email, fields, score, created_at, updated_at)
+            SELECT 'p' || g || '@example.com', '{}', 0, now(), now()
+            FROM generate_series(1, :total) g"""),
+            {"total": total},
+        )
+        c.execute(
+            sa.text("""
+            INSERT INTO enrollment (prospect_id, sequence_id, version_id, state, step, next_run_at,
+                sender, exclusive, dispatches, enrolled_at, updated_at)
+            SELECT g, 'bench', 1, 'active', 1,
+                CASE WHEN g % (:total / :due) = 0 THEN CAST(:now AS timestamptz) - interval '1 minute'
+                     ELSE CAST(:now AS timestamptz) + (g % 1000) * interval '1 hour' END,
+                'Ann <ann@acme.example>', true, 0, now(), now()
+            FROM generate_series(1, :total) g"""),
+            {"total": total, "due": due, "now": NOW},
+        )
+        c.execute(sa.text("ANALYZE"))
+    engine.dispose()
+
+
+def one_run(total: int, due: int) -> tuple[int, float]:
+    url = fresh_database("outreach_bench_schedule")
+    settings = Settings(
+        database_url=url,
+        broker_url=REDIS_URL,
+        sequences_dir=ROOT / "sequences",
+        templates_dir=ROOT / "templates",
+        secret_key="bench",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    app = build_app(settings)
+    populate(url, total, due)
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    runtime = start(app)
+    with timed() as seconds:
+        dispatched = runtime.tick(NOW)
+    runtime.close()
+    return dispatched, seconds[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--total", type=int, default=1_000_000)
+    parser.add_argument("--due", type=int, default=10_000)
+    args = parser.parse_args()
+    small_n, small_s = one_run(args.due, args.due)
+    large_n, large_s = one_run(args.total, args.due)
+    assert small_n == large_n == args.due, (small_n, large_n)
+    report(
+        "schedule",
+        {
+            "due steps": args.due,
+            f"seconds among {args.due:,}": small_s,
+            f"seconds among {args.total:,}": large_s,
+            "ratio large/small (target < 1.5)": large_s / small_s,
+            "steps/s dispatched, large (target >= 5000)": large_n / large_s,
+            "steps/s dispatched, small": small_n / small_s,
+        },
+    )
+    _ = timedelta
+
+
+if __name__ == "__main__":
+    main()
