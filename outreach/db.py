@@ -27,7 +27,9 @@ def make_engine(url: str, **kwargs: object) -> sa.Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    options: dict[str, object] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    # no pre-ping: a round trip per checkout is the price of one query; a connection
+    # broken by a server restart fails once, is invalidated, and the actor retries
+    options: dict[str, object] = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 3600}
     options.update(kwargs)
     return sa.create_engine(url, **options)
 

@@ -10,9 +10,12 @@ the next attempt turns into 'unknown' rather than sending again.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -35,14 +38,15 @@ from outreach.models import (
     CallTask,
     Enrollment,
     EnrollmentState,
+    Event,
     EventType,
     Prospect,
     Send,
     SendStatus,
+    Suppression,
 )
-from outreach.schedule import is_open, next_opening
+from outreach.schedule import due_at, is_open, next_opening
 from outreach.sequence import Sequence, Step
-from outreach.suppression import is_suppressed
 
 log = logging.getLogger("outreach.dispatch")
 
@@ -95,6 +99,10 @@ class Prepared:
     recipient: str
     message_id: str
     data: bytes
+    prospect_id: int
+    sequence_id: str
+    template: str
+    next_run_at: Callable[[datetime], datetime | None]
 
 
 def run_step(app: App, enrollment_id: int, step: int, now: datetime) -> Outcome:
@@ -121,18 +129,33 @@ def _lock(session: Session, enrollment_id: int) -> Enrollment | None:
     return session.scalar(query)
 
 
+def _load(session: Session, enrollment_id: int) -> tuple[Enrollment, Prospect, bool] | None:
+    """The enrollment (locked), its prospect and whether the address is suppressed: one query."""
+    suppressed = sa.exists().where(col(Suppression.email) == col(Prospect.email))
+    query = (
+        select(Enrollment, Prospect, suppressed.label("suppressed"))  # type: ignore[call-overload]
+        .join(Prospect, col(Prospect.id) == col(Enrollment.prospect_id))
+        .where(col(Enrollment.id) == enrollment_id)
+        .with_for_update(of=Enrollment)
+    )
+    row = session.execute(query).first()
+    return (row[0], row[1], bool(row[2])) if row else None
+
+
 def prepare(app: App, enrollment_id: int, step: int, now: datetime) -> Prepared | Outcome:
     """Check everything again under the enrollment's lock, render, and reserve the send."""
     with transaction(app.engine) as session:
-        enrollment = _lock(session, enrollment_id)
-        if enrollment is None or enrollment.state != EnrollmentState.ACTIVE:
+        fast = _prepare_fast(app, session, enrollment_id, step, now)
+        if fast is not None:
+            return fast
+        loaded = _load(session, enrollment_id)
+        if loaded is None or loaded[0].state != EnrollmentState.ACTIVE:
             return Outcome("skipped", "not active")
+        enrollment, prospect, suppressed = loaded
         if enrollment.step != step:
             return Outcome("skipped", f"already at step {enrollment.step}")
-        prospect = session.get(Prospect, enrollment.prospect_id)
-        assert prospect is not None
         sequence = app.versions.load(session, enrollment.version_id)
-        if is_suppressed(session, prospect.email):
+        if suppressed:
             enrollments.stop(session, enrollment, "address is suppressed", now)
             enrollment.state = EnrollmentState.UNSUBSCRIBED
             return Outcome("skipped", "suppressed")
@@ -147,6 +170,120 @@ def prepare(app: App, enrollment_id: int, step: int, now: datetime) -> Prepared 
         if current.kind != "email":
             return _create_task(app, session, sequence, current, enrollment, prospect, now)
         return _prepare_email(app, session, sequence, current, enrollment, prospect, now)
+
+
+_E = Enrollment.__table__  # type: ignore[attr-defined]
+_P = Prospect.__table__  # type: ignore[attr-defined]
+_S = Send.__table__  # type: ignore[attr-defined]
+_FAST_LOAD = (
+    sa.select(
+        _E.c.state,
+        _E.c.step,
+        _E.c.version_id,
+        _E.c.sender,
+        _E.c.prospect_id,
+        *(
+            _P.c[name]
+            for name in (
+                "email",
+                "first_name",
+                "last_name",
+                "company",
+                "title",
+                "phone",
+                "timezone",
+                "fields",
+            )
+        ),
+        sa.exists().where(Suppression.__table__.c.email == _P.c.email).label("suppressed"),  # type: ignore[attr-defined]
+        _S.c.id.label("send_id"),
+        _S.c.status.label("send_status"),
+    )
+    .select_from(
+        _E.join(_P, _P.c.id == _E.c.prospect_id).outerjoin(
+            _S, sa.and_(_S.c.enrollment_id == _E.c.id, _S.c.step == _E.c.step)
+        )
+    )
+    .where(_E.c.id == sa.bindparam("id"))
+    .with_for_update(of=_E)
+)
+_LEASE = (
+    sa.update(_E).where(_E.c.id == sa.bindparam("eid")).values(next_run_at=sa.bindparam("until"))
+)
+
+
+def _prepare_fast(
+    app: App, session: Session, enrollment_id: int, step: int, now: datetime
+) -> Prepared | None:
+    """The common case in few statements and no ORM objects; None hands over to the full path.
+
+    Anything unusual (a stop, a suppressed address, a task step, the window closed, a send
+    already in the ledger, a missing variable, a sender at its limit) returns None, and
+    `prepare` goes on with the full checks under the same lock.
+    """
+    connection = session.connection()
+    row = connection.execute(_FAST_LOAD, {"id": enrollment_id}).first()
+    if row is None or row.state != EnrollmentState.ACTIVE or row.step != step or row.suppressed:
+        return None
+    if row.send_status not in (None, SendStatus.DEFERRED):
+        return None
+    sequence = app.versions.load(session, row.version_id)
+    if step > len(sequence.steps) or sequence.step(step).kind != "email":
+        return None
+    tz = sequence.schedule.zone(row.timezone)
+    if not is_open(now, sequence.schedule, tz):
+        return None
+    current = sequence.step(step)
+    prospect = Prospect.model_construct(
+        id=row.prospect_id,
+        email=row.email,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        company=row.company,
+        title=row.title,
+        phone=row.phone,
+        timezone=row.timezone,
+        fields=row.fields or {},
+    )
+    template = enrollments.variant(current.templates, enrollment_id, step)
+    earlier = ledger.thread(session, enrollment_id, step) if current.thread else []
+    try:
+        composed = compose(
+            renderer=app.renderer,
+            secret=app.secret,
+            base_url=app.settings.base_url,
+            sequence=sequence,
+            step=current,
+            template=template,
+            prospect=prospect,
+            sender=row.sender,
+            enrollment_id=enrollment_id,
+            earlier=earlier,
+            now=now,
+        )
+    except RenderError:
+        return None
+    if sequence.schedule.daily_limit or sequence.schedule.hourly_limit:
+        limits.lock_sender(session, composed.sender_email)
+        if limits.free_at(session, composed.sender_email, sequence.schedule, now) is not None:
+            return None
+    existing = session.get(Send, row.send_id) if row.send_id else None
+    send_id = ledger.reserve(session, existing, composed, enrollment_id, step, now)
+    inflight = now + timedelta(seconds=app.settings.send_inflight_seconds)
+    connection.execute(_LEASE, {"eid": enrollment_id, "until": inflight})
+    return Prepared(
+        send_id=send_id,
+        enrollment_id=enrollment_id,
+        step=step,
+        envelope_from=composed.sender_email,
+        recipient=row.email,
+        message_id=composed.email.message_id,
+        data=build_message(composed.email, app.dkim),
+        prospect_id=row.prospect_id,
+        sequence_id=sequence.id,
+        template=composed.template,
+        next_run_at=functools.partial(_next_due, sequence, step, tz),
+    )
 
 
 def _create_task(
@@ -216,35 +353,42 @@ def _prepare_email(
     composed = _compose(app, session, sequence, step, enrollment, prospect, now)
     if isinstance(composed, Outcome):
         return composed
-    limits.lock_sender(session, composed.sender_email)
-    free = limits.free_at(session, composed.sender_email, sequence.schedule, now)
-    if free is not None:
-        tz = sequence.schedule.zone(prospect.timezone)
-        enrollment.next_run_at = next_opening(free, sequence.schedule, tz)
-        return Outcome("deferred", f"{composed.sender_email} is at its sending limit")
-    draft = Send(
-        enrollment_id=enrollment.id,
-        step=step.number,
-        message_id=composed.email.message_id,
-        status=SendStatus.SENDING,
-        template=composed.template,
-        subject=composed.email.subject,
-        to_email=prospect.email,
-        sender_email=composed.sender_email,
-    )
-    send = ledger.reserve(session, existing, draft, now)
+    tz = sequence.schedule.zone(prospect.timezone)
+    if sequence.schedule.daily_limit or sequence.schedule.hourly_limit:
+        limits.lock_sender(session, composed.sender_email)
+        free = limits.free_at(session, composed.sender_email, sequence.schedule, now)
+        if free is not None:
+            enrollment.next_run_at = next_opening(free, sequence.schedule, tz)
+            return Outcome("deferred", f"{composed.sender_email} is at its sending limit")
+    send_id = ledger.reserve(session, existing, composed, enrollment.id, step.number, now)
     # while the send is in flight, the scheduler must not hand the step out again
-    enrollment.next_run_at = now + timedelta(seconds=app.settings.send_inflight_seconds)
-    assert send.id is not None
+    inflight = now + timedelta(seconds=app.settings.send_inflight_seconds)
+    session.execute(
+        sa.update(Enrollment)
+        .where(col(Enrollment.id) == enrollment.id)
+        .values(next_run_at=inflight)
+    )
+    assert prospect.id is not None
     return Prepared(
-        send_id=send.id,
+        send_id=send_id,
         enrollment_id=enrollment.id,
         step=step.number,
         envelope_from=composed.sender_email,
         recipient=prospect.email,
         message_id=composed.email.message_id,
         data=build_message(composed.email, app.dkim),
+        prospect_id=prospect.id,
+        sequence_id=sequence.id,
+        template=composed.template,
+        next_run_at=functools.partial(_next_due, sequence, step.number, tz),
     )
+
+
+def _next_due(sequence: Sequence, number: int, tz: ZoneInfo, sent_at: datetime) -> datetime | None:
+    """When the step after `number` is due if this one went out at `sent_at`; None at the end."""
+    if number >= len(sequence.steps):
+        return None
+    return due_at(sent_at, sequence.step(number + 1).waits, sequence.schedule, tz)
 
 
 def _compose(
@@ -330,26 +474,65 @@ def _locked_pair(session: Session, prepared: Prepared) -> tuple[Send, Enrollment
     return send, enrollment
 
 
+_MARK_SENT = (
+    sa.update(_S)
+    .where(_S.c.id == sa.bindparam("sid"))
+    .values(status=SendStatus.SENT, sent_at=sa.bindparam("at"))
+)
+_MOVE_ON = (
+    sa.update(_E)
+    .where(
+        _E.c.id == sa.bindparam("eid"),
+        _E.c.state == EnrollmentState.ACTIVE,
+        _E.c.step == sa.bindparam("current"),
+    )
+    .values(
+        step=sa.bindparam("next_step"),
+        last_step_at=sa.bindparam("at"),
+        updated_at=sa.bindparam("at"),
+        next_run_at=sa.bindparam("following"),
+        state=sa.bindparam("state"),
+    )
+)
+_ADD_EVENT = sa.insert(Event.__table__)  # type: ignore[attr-defined]
+
+
 def record_sent(app: App, prepared: Prepared, now: datetime) -> Outcome:
-    """The server took the message: record it and move the enrollment on."""
-    with transaction(app.engine) as session:
-        send, enrollment = _locked_pair(session, prepared)
-        send.status = SendStatus.SENT
-        send.sent_at = now
-        events.for_enrollment(
-            session,
-            enrollment,
-            EventType.SENT,
-            now,
-            step=send.step,
-            template=send.template,
-            message_id=send.message_id,
+    """The server took the message: record it and move the enrollment on.
+
+    Three prepared statements and no ORM: this runs once per email, on the hot path. The
+    enrollment moves on only if nothing (a reply, a stop) changed it while the message was
+    in flight.
+    """
+    following = prepared.next_run_at(now)
+    state = EnrollmentState.ACTIVE if following else EnrollmentState.FINISHED
+    with app.engine.begin() as connection:
+        connection.execute(
+            _MARK_SENT.values(status=SendStatus.SENT, sent_at=sa.bindparam("at")),
+            {"sid": prepared.send_id, "at": now},
         )
-        if enrollment.state == EnrollmentState.ACTIVE and enrollment.step == send.step:
-            prospect = session.get(Prospect, enrollment.prospect_id)
-            assert prospect is not None
-            sequence = app.versions.load(session, enrollment.version_id)
-            enrollments.advance(session, sequence, enrollment, prospect, now)
+        connection.execute(
+            _MOVE_ON.values(
+                step=prepared.step + 1,
+                last_step_at=now,
+                updated_at=now,
+                next_run_at=following,
+                state=state,
+            ),
+            {"eid": prepared.enrollment_id, "current": prepared.step},
+        )
+        connection.execute(
+            _ADD_EVENT,
+            {
+                "prospect_id": prepared.prospect_id,
+                "enrollment_id": prepared.enrollment_id,
+                "sequence_id": prepared.sequence_id,
+                "step": prepared.step,
+                "type": EventType.SENT,
+                "at": now,
+                "data": {"template": prepared.template, "message_id": prepared.message_id},
+            },
+        )
     return Outcome("sent", prepared.message_id)
 
 

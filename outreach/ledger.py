@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
+from outreach.compose import Composed
 from outreach.models import Send, SendStatus
 
 COUNTED = (SendStatus.SENDING, SendStatus.SENT, SendStatus.UNKNOWN)
@@ -39,24 +41,41 @@ def in_flight(send: Send, now: datetime, inflight_seconds: int) -> bool:
     return now - started < timedelta(seconds=inflight_seconds)
 
 
-def reserve(session: Session, send: Send | None, draft: Send, now: datetime) -> Send:
-    """Mark the step as being sent, creating the row or taking over a deferred one."""
-    if send is None:
-        draft.status = SendStatus.SENDING
-        draft.attempts = 1
-        draft.created_at = draft.started_at = now
-        session.add(draft)
-        session.flush()
-        return draft
-    send.status = SendStatus.SENDING
-    send.attempts += 1
-    send.started_at = now
-    send.subject, send.template, send.sender_email = (
-        draft.subject,
-        draft.template,
-        draft.sender_email,
+def reserve(
+    session: Session,
+    existing: Send | None,
+    composed: Composed,
+    enrollment_id: int,
+    step: int,
+    now: datetime,
+) -> int:
+    """Mark the step as being sent, creating its row or taking over a deferred one."""
+    values: dict[str, Any] = {
+        "status": SendStatus.SENDING,
+        "template": composed.template,
+        "subject": composed.email.subject,
+        "sender_email": composed.sender_email,
+        "started_at": now,
+    }
+    if existing is not None:
+        session.connection().execute(
+            sa.update(Send)
+            .where(col(Send.id) == existing.id)
+            .values(attempts=Send.attempts + 1, **values)
+        )
+        assert existing.id is not None
+        return existing.id
+    insert = sa.insert(Send).values(
+        enrollment_id=enrollment_id,
+        step=step,
+        message_id=composed.email.message_id,
+        to_email=composed.email.to_email,
+        attempts=1,
+        created_at=now,
+        **values,
     )
-    return send
+    new_id: int = session.connection().execute(insert.returning(col(Send.id))).scalar_one()  # type: ignore[assignment]
+    return new_id
 
 
 def recent_count(session: Session, sender_email: str, since: datetime) -> int:
