@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
@@ -74,12 +74,21 @@ def workspace(folder: Path) -> Settings:
     (folder / "templates").mkdir(exist_ok=True)
     (folder / "sequences" / "bench.yaml").write_text(SEQUENCE)
     for name in ("bench_a", "bench_b"):
-        (folder / "templates" / f"{name}.j2").write_text(TEMPLATE.replace("Quick", name[-1].upper()))
+        (folder / "templates" / f"{name}.j2").write_text(
+            TEMPLATE.replace("Quick", name[-1].upper())
+        )
     return Settings(
-        database_url=fresh_database("outreach_bench_send"), broker_url=REDIS_URL,
-        smtp_url=f"smtp://127.0.0.1:{PORT}", sequences_dir=folder / "sequences",
-        templates_dir=folder / "templates", secret_key="bench", _env_file=None,  # type: ignore[call-arg]
+        database_url=fresh_database("outreach_bench_send"),
+        broker_url=REDIS_URL,
+        smtp_url=f"smtp://127.0.0.1:{PORT}",
+        sequences_dir=folder / "sequences",
+        templates_dir=folder / "templates",
+        secret_key="bench",
+        _env_file=None,  # type: ignore[call-arg]
     )
+
+
+WARM = 400  # enrollments sent first, untimed: every worker thread connected and warm
 
 
 def enroll_all(settings: Settings, n: int, now: datetime) -> None:
@@ -89,32 +98,43 @@ def enroll_all(settings: Settings, n: int, now: datetime) -> None:
     with transaction(app.engine) as session:
         version = store(session, sequence, now)
     with app.engine.begin() as c:
-        c.execute(sa.text("""
+        c.execute(
+            sa.text("""
             INSERT INTO prospect (email, first_name, company, fields, score, created_at, updated_at)
             SELECT 'p' || g || '@example.com', 'First' || g, 'Company ' || g, '{}', 0, now(), now()
-            FROM generate_series(1, :n) g"""), {"n": n})
-        c.execute(sa.text("""
+            FROM generate_series(1, :n) g"""),
+            {"n": n},
+        )
+        c.execute(
+            sa.text("""
             INSERT INTO enrollment (prospect_id, sequence_id, version_id, state, step, next_run_at,
                 sender, exclusive, dispatches, enrolled_at, updated_at)
-            SELECT id, 'bench', :v, 'active', 1, :now,
+            SELECT id, 'bench', :v, 'active', 1,
+                CASE WHEN id <= :warm THEN :early ELSE :now END,
                 CASE WHEN id % 2 = 0 THEN 'Ann Rep <ann@acme.example>'
                      ELSE 'Bo Rep <bo@acme.example>' END,
                 true, 0, now(), now()
-            FROM prospect"""), {"v": version.id, "now": now})
+            FROM prospect"""),
+            {"v": version.id, "now": now, "warm": WARM, "early": now - timedelta(hours=1)},
+        )
         c.execute(sa.text("ANALYZE"))
     app.close()
 
 
 def sent_count(engine: sa.Engine) -> int:
     with engine.connect() as c:
-        return int(c.execute(sa.text("SELECT count(*) FROM send WHERE status = 'sent'")).scalar() or 0)
+        return int(
+            c.execute(sa.text("SELECT count(*) FROM send WHERE status = 'sent'")).scalar() or 0
+        )
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        OUTREACH_DATABASE_URL=settings.database_url, OUTREACH_BROKER_URL=settings.broker_url or "",
-        OUTREACH_SMTP_URL=settings.smtp_url or "", OUTREACH_SECRET_KEY="bench",
+        OUTREACH_DATABASE_URL=settings.database_url,
+        OUTREACH_BROKER_URL=settings.broker_url or "",
+        OUTREACH_SMTP_URL=settings.smtp_url or "",
+        OUTREACH_SECRET_KEY="bench",
         OUTREACH_SEQUENCES_DIR=str(settings.sequences_dir),
         OUTREACH_TEMPLATES_DIR=str(settings.templates_dir),
     )
@@ -140,25 +160,42 @@ class RssWatch(threading.Thread):
             time.sleep(0.5)
 
 
-def engine_run(settings: Settings, n: int, processes: int, threads: int, sink: Sink) -> dict[str, float]:
+def engine_run(
+    settings: Settings, n: int, processes: int, threads: int, sink: Sink
+) -> dict[str, float]:
     now = datetime.now(UTC)
-    enroll_all(settings, n, now)
+    enroll_all(settings, n + WARM, now)
     redis.Redis.from_url(REDIS_URL).flushdb()
-    command = [sys.executable, "-m", "outreach", "worker", "--processes", str(processes),
-               "--threads", str(threads)]
-    worker = subprocess.Popen(command, env=worker_env(settings), start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "outreach",
+        "worker",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+    ]
+    worker = subprocess.Popen(
+        command,
+        env=worker_env(settings),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     watch = RssWatch(worker.pid)
     watch.start()
-    time.sleep(3)  # workers booted and connected
     app = build_app(settings)
     runtime = start(app)
-    sink.reset()
     try:
+        runtime.tick(now - timedelta(minutes=30))
+        while sent_count(app.engine) < WARM:
+            time.sleep(0.05)
+        sink.reset()
         with timed() as seconds:
             with timed() as dispatch:
                 runtime.tick(datetime.now(UTC))
-            while sent_count(app.engine) < n:
+            while sent_count(app.engine) < n + WARM:
                 time.sleep(0.05)
     finally:
         watch.running = False
@@ -166,7 +203,11 @@ def engine_run(settings: Settings, n: int, processes: int, threads: int, sink: S
         worker.wait()
         runtime.close()
     assert sink.count == n, (sink.count, n)
-    return {"seconds": seconds[0], "dispatch_seconds": dispatch[0], "rss_peak_mb": watch.peak / 2**20}
+    return {
+        "seconds": seconds[0],
+        "dispatch_seconds": dispatch[0],
+        "rss_peak_mb": watch.peak / 2**20,
+    }
 
 
 def prebuilt(settings: Settings, n: int) -> list[tuple[str, str, bytes]]:
@@ -177,9 +218,16 @@ def prebuilt(settings: Settings, n: int) -> list[tuple[str, str, bytes]]:
     messages, start_at = [], time.perf_counter()
     for i in range(n):
         composed = compose(
-            renderer=app.renderer, secret=app.secret, base_url=app.settings.base_url,
-            sequence=sequence, step=step, template=step.templates[i % 2], prospect=person,
-            sender=sequence.sender.addresses[i % 2], enrollment_id=i + 1, earlier=[],
+            renderer=app.renderer,
+            secret=app.secret,
+            base_url=app.settings.base_url,
+            sequence=sequence,
+            step=step,
+            template=step.templates[i % 2],
+            prospect=person,
+            sender=sequence.sender.addresses[i % 2],
+            enrollment_id=i + 1,
+            earlier=[],
             now=datetime.now(UTC),
         )
         data = build_message(composed.email)
@@ -203,7 +251,9 @@ def _raw_process(chunks: list[list[tuple[str, str, bytes]]]) -> None:
         t.join()
 
 
-def raw_run(messages: list[tuple[str, str, bytes]], processes: int, threads: int, sink: Sink) -> float:
+def raw_run(
+    messages: list[tuple[str, str, bytes]], processes: int, threads: int, sink: Sink
+) -> float:
     connections = processes * threads
     chunks = [messages[i::connections] for i in range(connections)]
     per_process = [chunks[i::processes] for i in range(processes)]
@@ -238,16 +288,19 @@ def main() -> None:
             sink.stop()
     raw_rate = args.n / raw_s
     engine_rate = args.n / engine["seconds"]
-    report("send", {
-        "messages": args.n,
-        "connections (processes x threads)": f"{args.processes} x {args.threads}",
-        "raw smtplib, msg/s (baseline)": raw_rate,
-        "engine, msg/s (claim, render, ledger, SMTP, record)": engine_rate,
-        "engine / raw (target >= 0.5, stretch 0.8)": engine_rate / raw_rate,
-        "scheduler pass (claim + enqueue all), s": engine["dispatch_seconds"],
-        "render + MIME build, microseconds/message": build_s * 1e6,
-        "peak worker RSS, MB (target < 150)": engine["rss_peak_mb"],
-    })
+    report(
+        "send",
+        {
+            "messages": args.n,
+            "connections (processes x threads)": f"{args.processes} x {args.threads}",
+            "raw smtplib, msg/s (baseline)": raw_rate,
+            "engine, msg/s (claim, render, ledger, SMTP, record)": engine_rate,
+            "engine / raw (target >= 0.5, stretch 0.8)": engine_rate / raw_rate,
+            "scheduler pass (claim + enqueue all), s": engine["dispatch_seconds"],
+            "render + MIME build, microseconds/message": build_s * 1e6,
+            "peak worker RSS, MB (target < 150)": engine["rss_peak_mb"],
+        },
+    )
 
 
 if __name__ == "__main__":

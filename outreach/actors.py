@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import dramatiq
 import sqlalchemy.exc
 
 from outreach.app import App
+from outreach.batch import run_batch
 from outreach.clock import utcnow
 from outreach.dispatch import run_step
 from outreach.errors import InputError, PermanentError, RetryableError
 
 QUEUE = "outreach"
+MIN_BACKOFF_MS = 10_000
 log = logging.getLogger("outreach.actors")
 
 
@@ -24,34 +28,56 @@ class Actors:
     """The actors declared on one broker."""
 
     broker: dramatiq.Broker
-    send_step: dramatiq.Actor  # type: ignore[type-arg]
+    send_step: Any
+    send_steps: Any
+
+
+def _when(now: str | None) -> datetime:
+    return datetime.fromisoformat(now) if now else utcnow()
 
 
 def declare(broker: dramatiq.Broker, app: Callable[[], App], max_retries: int = 5) -> Actors:
     """Declare the actors on a broker; `app` builds or returns the process's App lazily."""
 
     def send_step(enrollment_id: int, step: int, now: str | None = None) -> None:
-        when = datetime.fromisoformat(now) if now else utcnow()
-        try:
-            outcome = run_step(app(), enrollment_id, step, when)
-        except sqlalchemy.exc.OperationalError as exc:
-            raise RetryableError(f"database unavailable: {exc.orig}") from exc
+        with _database_errors_retry():
+            outcome = run_step(app(), enrollment_id, step, _when(now))
         log.info(
-            "step %s: %s %s",
-            step,
-            outcome.status,
-            outcome.detail,
-            extra={"enrollment_id": enrollment_id, "step": step},
+            "enrollment %s step %s: %s %s", enrollment_id, step, outcome.status, outcome.detail
         )
 
-    actor = dramatiq.actor(  # type: ignore[call-overload]
-        send_step,
-        broker=broker,
-        actor_name="send_step",
-        queue_name=QUEUE,
-        max_retries=max_retries,
-        min_backoff=10_000,
-        max_backoff=300_000,
-        throws=(PermanentError, InputError),
-    )
-    return Actors(broker=broker, send_step=actor)
+    def send_steps(claims: list[list[int]], now: str | None = None) -> None:
+        with _database_errors_retry():
+            results = run_batch(app(), [(c[0], c[1]) for c in claims], _when(now))
+        tally = Counter(outcome.status for _claim, outcome in results)
+        log.info("batch of %d steps: %s", len(results), dict(tally))
+        for (enrollment_id, step), outcome in results:
+            log.debug(
+                "enrollment %s step %s: %s %s", enrollment_id, step, outcome.status, outcome.detail
+            )
+            if outcome.status == "retry":
+                # a refusal for one message retries that message alone, with backoff
+                single.send_with_options(args=(enrollment_id, step, now), delay=MIN_BACKOFF_MS)
+
+    options: dict[str, Any] = {
+        "broker": broker,
+        "queue_name": QUEUE,
+        "max_retries": max_retries,
+        "min_backoff": MIN_BACKOFF_MS,
+        "max_backoff": 300_000,
+        "throws": (PermanentError, InputError),
+    }
+    single = dramatiq.actor(send_step, actor_name="send_step", **options)  # type: ignore[call-overload]
+    batch = dramatiq.actor(send_steps, actor_name="send_steps", **options)  # type: ignore[call-overload]
+    return Actors(broker=broker, send_step=single, send_steps=batch)
+
+
+class _database_errors_retry:
+    """Turn a lost database connection into a retryable error for the Retries middleware."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, sqlalchemy.exc.OperationalError):
+            raise RetryableError(f"database unavailable: {exc.orig}") from exc

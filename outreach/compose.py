@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
@@ -30,9 +31,14 @@ def prospect_context(prospect: Prospect) -> dict[str, Any]:
     return values
 
 
+@functools.lru_cache(maxsize=1024)
+def _sender_parts(sender: str) -> tuple[str, str]:
+    return parseaddr(sender)
+
+
 def sender_context(sender: str) -> dict[str, str]:
     """`sender.name` and `sender.email` from an address as written in the sequence."""
-    name, email = parseaddr(sender)
+    name, email = _sender_parts(sender)
     return {"name": name or email, "email": email}
 
 
@@ -82,7 +88,7 @@ def compose(
     unsubscribe_url = f"{base_url.rstrip('/')}/u/{token}"
     variables = context(prospect, sequence, sender, step.number, unsubscribe_url)
     rendered = renderer.render(sequence.templates[template], variables)
-    sender_email = parseaddr(sender)[1]
+    sender_email = _sender_parts(sender)[1]
     domain = sender_domain(sender)
     subject, in_reply_to, references = _threading(step, rendered.subject, earlier)
     email = OutgoingEmail(

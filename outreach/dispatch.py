@@ -1,4 +1,4 @@
-"""Claiming due steps and running one step: the at-most-once path from database to SMTP.
+"""Running one due step of one enrollment: the at-most-once path from database to SMTP.
 
 A step runs in three parts. First, under a lock on the enrollment, everything is checked
 again (state, step, suppression, window, sender limits), the email is rendered and the
@@ -6,23 +6,21 @@ send is reserved in the ledger; that is committed before any SMTP is spoken. The
 message is handed to the mailer. Last, the outcome is recorded and the enrollment moves on.
 A worker killed between the first and the last part leaves a 'sending' row behind, which
 the next attempt turns into 'unknown' rather than sending again.
+
+The common case goes through `fastpath`; this module handles everything else, one
+enrollment at a time, with the full ORM.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from outreach import enrollment as enrollments
-from outreach import events, ledger, limits
+from outreach import events, fastpath, ledger, limits
 from outreach.app import App
 from outreach.compose import Composed, compose
 from outreach.db import transaction
@@ -33,30 +31,30 @@ from outreach.errors import (
     RenderError,
     TransientSendError,
 )
+from outreach.fastpath import Prepared
 from outreach.message import build_message
 from outreach.models import (
     CallTask,
     Enrollment,
     EnrollmentState,
-    Event,
     EventType,
     Prospect,
     Send,
     SendStatus,
     Suppression,
 )
-from outreach.schedule import due_at, is_open, next_opening
+from outreach.outcomes import (
+    Outcome,
+    mark_unknown,
+    record_failed,
+    record_sent,
+    record_transient,
+    record_unknown,
+)
+from outreach.schedule import is_open, next_opening
 from outreach.sequence import Sequence, Step
 
-log = logging.getLogger("outreach.dispatch")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What running a step did, for logs, tests and the demo."""
-
-    status: str
-    detail: str = ""
+__all__ = ["Outcome", "Prepared", "claim_due", "deliver", "prepare", "run_step"]
 
 
 def claim_due(
@@ -88,45 +86,37 @@ def claim_due(
         return [(row[0], row[1]) for row in session.execute(claim)]  # type: ignore[misc]
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A reserved send, ready to hand to the mailer."""
-
-    send_id: int
-    enrollment_id: int
-    step: int
-    envelope_from: str
-    recipient: str
-    message_id: str
-    data: bytes
-    prospect_id: int
-    sequence_id: str
-    template: str
-    next_run_at: Callable[[datetime], datetime | None]
-
-
 def run_step(app: App, enrollment_id: int, step: int, now: datetime) -> Outcome:
-    """Run one due step of one enrollment, sending its email at most once."""
+    """Run one due step of one enrollment, sending its email at most once.
+
+    A transient refusal is recorded (the step is deferred) and raised, so a retrying caller
+    such as Dramatiq's Retries middleware can try again with backoff.
+    """
     prepared = prepare(app, enrollment_id, step, now)
     if isinstance(prepared, Outcome):
         return prepared
+    outcome = deliver(app, prepared, now)
+    if outcome.status == "sent":
+        record_sent(app, [prepared], now)
+    return outcome
+
+
+def deliver(app: App, prepared: Prepared, now: datetime) -> Outcome:
+    """Hand one reserved message to the mailer; record a failure, leave a success to record."""
     try:
         app.mailer.send(
             prepared.envelope_from, [prepared.recipient], prepared.data, prepared.message_id
         )
     except TransientSendError as exc:
-        record_transient(app, prepared, exc, now)
-        raise
+        outcome = record_transient(app, prepared, exc, now)
+        if outcome.status == "retry":
+            raise
+        return outcome
     except PermanentSendError as exc:
         return record_failed(app, prepared, exc, now)
     except AmbiguousSendError as exc:
         return record_unknown(app, prepared, str(exc), now)
-    return record_sent(app, prepared, now)
-
-
-def _lock(session: Session, enrollment_id: int) -> Enrollment | None:
-    query = select(Enrollment).where(Enrollment.id == enrollment_id).with_for_update()
-    return session.scalar(query)
+    return Outcome("sent", prepared.message_id)
 
 
 def _load(session: Session, enrollment_id: int) -> tuple[Enrollment, Prospect, bool] | None:
@@ -145,9 +135,9 @@ def _load(session: Session, enrollment_id: int) -> tuple[Enrollment, Prospect, b
 def prepare(app: App, enrollment_id: int, step: int, now: datetime) -> Prepared | Outcome:
     """Check everything again under the enrollment's lock, render, and reserve the send."""
     with transaction(app.engine) as session:
-        fast = _prepare_fast(app, session, enrollment_id, step, now)
-        if fast is not None:
-            return fast
+        ready, _left = fastpath.prepare_many(app, session, [(enrollment_id, step)], now)
+        if ready:
+            return ready[0]
         loaded = _load(session, enrollment_id)
         if loaded is None or loaded[0].state != EnrollmentState.ACTIVE:
             return Outcome("skipped", "not active")
@@ -170,120 +160,6 @@ def prepare(app: App, enrollment_id: int, step: int, now: datetime) -> Prepared 
         if current.kind != "email":
             return _create_task(app, session, sequence, current, enrollment, prospect, now)
         return _prepare_email(app, session, sequence, current, enrollment, prospect, now)
-
-
-_E = Enrollment.__table__  # type: ignore[attr-defined]
-_P = Prospect.__table__  # type: ignore[attr-defined]
-_S = Send.__table__  # type: ignore[attr-defined]
-_FAST_LOAD = (
-    sa.select(
-        _E.c.state,
-        _E.c.step,
-        _E.c.version_id,
-        _E.c.sender,
-        _E.c.prospect_id,
-        *(
-            _P.c[name]
-            for name in (
-                "email",
-                "first_name",
-                "last_name",
-                "company",
-                "title",
-                "phone",
-                "timezone",
-                "fields",
-            )
-        ),
-        sa.exists().where(Suppression.__table__.c.email == _P.c.email).label("suppressed"),  # type: ignore[attr-defined]
-        _S.c.id.label("send_id"),
-        _S.c.status.label("send_status"),
-    )
-    .select_from(
-        _E.join(_P, _P.c.id == _E.c.prospect_id).outerjoin(
-            _S, sa.and_(_S.c.enrollment_id == _E.c.id, _S.c.step == _E.c.step)
-        )
-    )
-    .where(_E.c.id == sa.bindparam("id"))
-    .with_for_update(of=_E)
-)
-_LEASE = (
-    sa.update(_E).where(_E.c.id == sa.bindparam("eid")).values(next_run_at=sa.bindparam("until"))
-)
-
-
-def _prepare_fast(
-    app: App, session: Session, enrollment_id: int, step: int, now: datetime
-) -> Prepared | None:
-    """The common case in few statements and no ORM objects; None hands over to the full path.
-
-    Anything unusual (a stop, a suppressed address, a task step, the window closed, a send
-    already in the ledger, a missing variable, a sender at its limit) returns None, and
-    `prepare` goes on with the full checks under the same lock.
-    """
-    connection = session.connection()
-    row = connection.execute(_FAST_LOAD, {"id": enrollment_id}).first()
-    if row is None or row.state != EnrollmentState.ACTIVE or row.step != step or row.suppressed:
-        return None
-    if row.send_status not in (None, SendStatus.DEFERRED):
-        return None
-    sequence = app.versions.load(session, row.version_id)
-    if step > len(sequence.steps) or sequence.step(step).kind != "email":
-        return None
-    tz = sequence.schedule.zone(row.timezone)
-    if not is_open(now, sequence.schedule, tz):
-        return None
-    current = sequence.step(step)
-    prospect = Prospect.model_construct(
-        id=row.prospect_id,
-        email=row.email,
-        first_name=row.first_name,
-        last_name=row.last_name,
-        company=row.company,
-        title=row.title,
-        phone=row.phone,
-        timezone=row.timezone,
-        fields=row.fields or {},
-    )
-    template = enrollments.variant(current.templates, enrollment_id, step)
-    earlier = ledger.thread(session, enrollment_id, step) if current.thread else []
-    try:
-        composed = compose(
-            renderer=app.renderer,
-            secret=app.secret,
-            base_url=app.settings.base_url,
-            sequence=sequence,
-            step=current,
-            template=template,
-            prospect=prospect,
-            sender=row.sender,
-            enrollment_id=enrollment_id,
-            earlier=earlier,
-            now=now,
-        )
-    except RenderError:
-        return None
-    if sequence.schedule.daily_limit or sequence.schedule.hourly_limit:
-        limits.lock_sender(session, composed.sender_email)
-        if limits.free_at(session, composed.sender_email, sequence.schedule, now) is not None:
-            return None
-    existing = session.get(Send, row.send_id) if row.send_id else None
-    send_id = ledger.reserve(session, existing, composed, enrollment_id, step, now)
-    inflight = now + timedelta(seconds=app.settings.send_inflight_seconds)
-    connection.execute(_LEASE, {"eid": enrollment_id, "until": inflight})
-    return Prepared(
-        send_id=send_id,
-        enrollment_id=enrollment_id,
-        step=step,
-        envelope_from=composed.sender_email,
-        recipient=row.email,
-        message_id=composed.email.message_id,
-        data=build_message(composed.email, app.dkim),
-        prospect_id=row.prospect_id,
-        sequence_id=sequence.id,
-        template=composed.template,
-        next_run_at=functools.partial(_next_due, sequence, step, tz),
-    )
 
 
 def _create_task(
@@ -360,15 +236,10 @@ def _prepare_email(
         if free is not None:
             enrollment.next_run_at = next_opening(free, sequence.schedule, tz)
             return Outcome("deferred", f"{composed.sender_email} is at its sending limit")
+    assert enrollment.id is not None and prospect.id is not None
     send_id = ledger.reserve(session, existing, composed, enrollment.id, step.number, now)
     # while the send is in flight, the scheduler must not hand the step out again
-    inflight = now + timedelta(seconds=app.settings.send_inflight_seconds)
-    session.execute(
-        sa.update(Enrollment)
-        .where(col(Enrollment.id) == enrollment.id)
-        .values(next_run_at=inflight)
-    )
-    assert prospect.id is not None
+    enrollment.next_run_at = now + timedelta(seconds=app.settings.send_inflight_seconds)
     return Prepared(
         send_id=send_id,
         enrollment_id=enrollment.id,
@@ -380,15 +251,9 @@ def _prepare_email(
         prospect_id=prospect.id,
         sequence_id=sequence.id,
         template=composed.template,
-        next_run_at=functools.partial(_next_due, sequence, step.number, tz),
+        sequence=sequence,
+        tz=tz,
     )
-
-
-def _next_due(sequence: Sequence, number: int, tz: ZoneInfo, sent_at: datetime) -> datetime | None:
-    """When the step after `number` is due if this one went out at `sent_at`; None at the end."""
-    if number >= len(sequence.steps):
-        return None
-    return due_at(sent_at, sequence.step(number + 1).waits, sequence.schedule, tz)
 
 
 def _compose(
@@ -433,7 +298,7 @@ def _resolve_existing(
     ):
         return Outcome("skipped", "send in flight")
     if send.status == SendStatus.SENDING:
-        _mark_unknown(session, enrollment, send, "cut off before its outcome was recorded", now)
+        mark_unknown(session, enrollment, send, "cut off before its outcome was recorded", now)
         return Outcome("unknown", "cut off before its outcome was recorded")
     if send.status == SendStatus.SENT:
         prospect = session.get(Prospect, enrollment.prospect_id)
@@ -442,142 +307,3 @@ def _resolve_existing(
             session, app.versions.load(session, enrollment.version_id), enrollment, prospect, now
         )
     return Outcome("skipped", f"step already {send.status}")
-
-
-def _mark_unknown(
-    session: Session, enrollment: Enrollment, send: Send, why: str, now: datetime
-) -> None:
-    send.status = SendStatus.UNKNOWN
-    send.error = why
-    events.for_enrollment(
-        session,
-        enrollment,
-        EventType.FAILED,
-        now,
-        send_status="unknown",
-        reason=why,
-        message_id=send.message_id,
-    )
-    if enrollment.state == EnrollmentState.ACTIVE and enrollment.step == send.step:
-        enrollments.pause(
-            session,
-            enrollment,
-            f"step {send.step} may have been sent ({why}); resume skips it",
-            now,
-        )
-
-
-def _locked_pair(session: Session, prepared: Prepared) -> tuple[Send, Enrollment]:
-    send = session.get(Send, prepared.send_id, with_for_update=True)
-    enrollment = _lock(session, prepared.enrollment_id)
-    assert send is not None and enrollment is not None
-    return send, enrollment
-
-
-_MARK_SENT = (
-    sa.update(_S)
-    .where(_S.c.id == sa.bindparam("sid"))
-    .values(status=SendStatus.SENT, sent_at=sa.bindparam("at"))
-)
-_MOVE_ON = (
-    sa.update(_E)
-    .where(
-        _E.c.id == sa.bindparam("eid"),
-        _E.c.state == EnrollmentState.ACTIVE,
-        _E.c.step == sa.bindparam("current"),
-    )
-    .values(
-        step=sa.bindparam("next_step"),
-        last_step_at=sa.bindparam("at"),
-        updated_at=sa.bindparam("at"),
-        next_run_at=sa.bindparam("following"),
-        state=sa.bindparam("state"),
-    )
-)
-_ADD_EVENT = sa.insert(Event.__table__)  # type: ignore[attr-defined]
-
-
-def record_sent(app: App, prepared: Prepared, now: datetime) -> Outcome:
-    """The server took the message: record it and move the enrollment on.
-
-    Three prepared statements and no ORM: this runs once per email, on the hot path. The
-    enrollment moves on only if nothing (a reply, a stop) changed it while the message was
-    in flight.
-    """
-    following = prepared.next_run_at(now)
-    state = EnrollmentState.ACTIVE if following else EnrollmentState.FINISHED
-    with app.engine.begin() as connection:
-        connection.execute(
-            _MARK_SENT.values(status=SendStatus.SENT, sent_at=sa.bindparam("at")),
-            {"sid": prepared.send_id, "at": now},
-        )
-        connection.execute(
-            _MOVE_ON.values(
-                step=prepared.step + 1,
-                last_step_at=now,
-                updated_at=now,
-                next_run_at=following,
-                state=state,
-            ),
-            {"eid": prepared.enrollment_id, "current": prepared.step},
-        )
-        connection.execute(
-            _ADD_EVENT,
-            {
-                "prospect_id": prepared.prospect_id,
-                "enrollment_id": prepared.enrollment_id,
-                "sequence_id": prepared.sequence_id,
-                "step": prepared.step,
-                "type": EventType.SENT,
-                "at": now,
-                "data": {"template": prepared.template, "message_id": prepared.message_id},
-            },
-        )
-    return Outcome("sent", prepared.message_id)
-
-
-def record_transient(app: App, prepared: Prepared, exc: TransientSendError, now: datetime) -> None:
-    """Not taken this time: retry later, or fail the step after too many attempts."""
-    with transaction(app.engine) as session:
-        send, enrollment = _locked_pair(session, prepared)
-        send.error = str(exc)
-        send.code = getattr(exc, "code", None)
-        if send.attempts >= app.settings.max_send_attempts:
-            _fail(session, enrollment, send, f"gave up after {send.attempts} attempts: {exc}", now)
-            return
-        send.status = SendStatus.DEFERRED
-        if enrollment.state == EnrollmentState.ACTIVE and enrollment.step == send.step:
-            enrollment.next_run_at = now + backoff(send.attempts)
-
-
-def backoff(attempts: int) -> timedelta:
-    """How long to wait after a transient failure: doubles from one minute up to an hour."""
-    return timedelta(minutes=min(60, 2 ** max(0, attempts - 1)))
-
-
-def record_failed(app: App, prepared: Prepared, exc: PermanentSendError, now: datetime) -> Outcome:
-    """Refused for good: keep the server's answer and stop the enrollment."""
-    with transaction(app.engine) as session:
-        send, enrollment = _locked_pair(session, prepared)
-        send.code = getattr(exc, "code", None)
-        _fail(session, enrollment, send, str(exc), now)
-    return Outcome("failed", str(exc))
-
-
-def _fail(session: Session, enrollment: Enrollment, send: Send, why: str, now: datetime) -> None:
-    send.status = SendStatus.FAILED
-    send.error = why
-    events.for_enrollment(session, enrollment, EventType.FAILED, now, step=send.step, reason=why)
-    if enrollment.state == EnrollmentState.ACTIVE:
-        enrollment.state = EnrollmentState.FAILED
-        enrollment.reason = why
-        enrollment.next_run_at = None
-        enrollment.updated_at = now
-
-
-def record_unknown(app: App, prepared: Prepared, why: str, now: datetime) -> Outcome:
-    """The connection broke after the data went out: never resend, let a person decide."""
-    with transaction(app.engine) as session:
-        send, enrollment = _locked_pair(session, prepared)
-        _mark_unknown(session, enrollment, send, why, now)
-    return Outcome("unknown", why)

@@ -40,3 +40,12 @@ def free_at(
             freed = ledger.nth_since(session, sender_email, since, used - limit) + span
             later = max(later or freed, freed)
     return later
+
+
+def room(session: Session, sender_email: str, schedule: Schedule, now: datetime) -> int:
+    """How many more messages the sender may start now under the schedule's limits."""
+    spare = 10**9
+    for limit, span in ((schedule.hourly_limit, HOUR), (schedule.daily_limit, DAY)):
+        if limit:
+            spare = min(spare, limit - ledger.recent_count(session, sender_email, now - span))
+    return max(0, spare)

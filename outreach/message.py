@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import functools
 import html as html_lib
 import re
 import secrets
@@ -210,6 +211,7 @@ def _unstructured(value: str) -> str:
     return Header(value, "utf-8").encode()
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_mailbox(value: str) -> tuple[str, str]:
     """Parse exactly one "Name <addr>" or "addr"; parseaddr alone drops any rest silently."""
     found = getaddresses([value])

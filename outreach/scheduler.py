@@ -27,15 +27,17 @@ def tick(app: App, actors: Actors, now: datetime, *, simulated: bool = False) ->
         claimed = claim_due(
             app.engine, now, app.settings.batch_size, app.settings.dispatch_lease_seconds
         )
-        enqueue(actors, [(*claim, stamp) for claim in claimed], options)
+        size = app.settings.send_batch_size
+        batches = [claimed[i : i + size] for i in range(0, len(claimed), size)]
+        enqueue(actors, [([list(c) for c in batch], stamp) for batch in batches], options)
         total += len(claimed)
         if len(claimed) < app.settings.batch_size:
             return total
 
 
 def enqueue(actors: Actors, batch: list[tuple[Any, ...]], options: dict[str, Any]) -> None:
-    """Enqueue send_step messages, in one round trip where the broker can."""
-    make = actors.send_step.message_with_options
+    """Enqueue send_steps messages, in one round trip where the broker can."""
+    make = actors.send_steps.message_with_options
     messages = [make(args=args, **options) for args in batch]
     if isinstance(actors.broker, BatchRedisBroker):
         actors.broker.enqueue_many(messages)

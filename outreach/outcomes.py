@@ -1,0 +1,168 @@
+"""Recording what the mail server said: sent, retry later, refused, or unknown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlmodel import select
+
+from outreach import enrollment as enrollments
+from outreach import events
+from outreach.app import App
+from outreach.db import transaction
+from outreach.errors import PermanentSendError, TransientSendError
+from outreach.fastpath import E, Prepared, S
+from outreach.models import Enrollment, EnrollmentState, Event, EventType, Send, SendStatus
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What running a step did, for logs, tests and the demo."""
+
+    status: str
+    detail: str = ""
+
+
+MARK_SENT = (
+    sa.update(S)
+    .where(S.c.id == sa.bindparam("sid"))
+    .values(status=SendStatus.SENT, sent_at=sa.bindparam("at"))
+)
+MOVE_ON = (
+    sa.update(E)
+    .where(
+        E.c.id == sa.bindparam("eid"),
+        E.c.state == EnrollmentState.ACTIVE,
+        E.c.step == sa.bindparam("current"),
+    )
+    .values(
+        step=sa.bindparam("next_step"),
+        last_step_at=sa.bindparam("at"),
+        updated_at=sa.bindparam("at"),
+        next_run_at=sa.bindparam("following"),
+        state=sa.bindparam("new_state"),
+    )
+)
+ADD_EVENT = sa.insert(Event.__table__)  # type: ignore[attr-defined]
+
+
+def record_sent(app: App, sent: list[Prepared], now: datetime) -> None:
+    """The server took these messages: record them and move their enrollments on.
+
+    Three statements for the whole list, no ORM: this is the hot path. An enrollment moves
+    on only if nothing (a reply, a stop) changed it while its message was in flight.
+    """
+    if not sent:
+        return
+    moves, added = [], []
+    for item in sent:
+        following = item.next_run_at(now)
+        state = EnrollmentState.ACTIVE if following else EnrollmentState.FINISHED
+        moves.append(
+            {
+                "eid": item.enrollment_id,
+                "current": item.step,
+                "next_step": item.step + 1,
+                "at": now,
+                "following": following,
+                "new_state": state,
+            }
+        )
+        added.append(
+            {
+                "prospect_id": item.prospect_id,
+                "enrollment_id": item.enrollment_id,
+                "sequence_id": item.sequence_id,
+                "step": item.step,
+                "type": EventType.SENT,
+                "at": now,
+                "data": {"template": item.template, "message_id": item.message_id},
+            }
+        )
+    with app.engine.begin() as connection:
+        connection.execute(MARK_SENT, [{"sid": item.send_id, "at": now} for item in sent])
+        connection.execute(MOVE_ON, moves)
+        connection.execute(ADD_EVENT, added)
+
+
+def _locked_pair(session: Session, prepared: Prepared) -> tuple[Send, Enrollment]:
+    send = session.get(Send, prepared.send_id, with_for_update=True)
+    enrollment = session.scalar(
+        select(Enrollment).where(Enrollment.id == prepared.enrollment_id).with_for_update()
+    )
+    assert send is not None and enrollment is not None
+    return send, enrollment
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long to wait after a transient failure: doubles from one minute up to an hour."""
+    return timedelta(minutes=min(60, 2 ** max(0, attempts - 1)))
+
+
+def record_transient(
+    app: App, prepared: Prepared, exc: TransientSendError, now: datetime
+) -> Outcome:
+    """Not taken this time: retry later, or fail the step after too many attempts."""
+    with transaction(app.engine) as session:
+        send, enrollment = _locked_pair(session, prepared)
+        send.error = str(exc)
+        send.code = getattr(exc, "code", None)
+        if send.attempts >= app.settings.max_send_attempts:
+            fail(session, enrollment, send, f"gave up after {send.attempts} attempts: {exc}", now)
+            return Outcome("failed", str(exc))
+        send.status = SendStatus.DEFERRED
+        if enrollment.state == EnrollmentState.ACTIVE and enrollment.step == send.step:
+            enrollment.next_run_at = now + backoff(send.attempts)
+    return Outcome("retry", str(exc))
+
+
+def record_failed(app: App, prepared: Prepared, exc: PermanentSendError, now: datetime) -> Outcome:
+    """Refused for good: keep the server's answer and stop the enrollment."""
+    with transaction(app.engine) as session:
+        send, enrollment = _locked_pair(session, prepared)
+        send.code = getattr(exc, "code", None)
+        fail(session, enrollment, send, str(exc), now)
+    return Outcome("failed", str(exc))
+
+
+def fail(session: Session, enrollment: Enrollment, send: Send, why: str, now: datetime) -> None:
+    """Mark the send failed and end the enrollment with the reason."""
+    send.status = SendStatus.FAILED
+    send.error = why
+    events.for_enrollment(session, enrollment, EventType.FAILED, now, step=send.step, reason=why)
+    if enrollment.state == EnrollmentState.ACTIVE:
+        enrollment.state = EnrollmentState.FAILED
+        enrollment.reason = why
+        enrollment.next_run_at = None
+        enrollment.updated_at = now
+
+
+def record_unknown(app: App, prepared: Prepared, why: str, now: datetime) -> Outcome:
+    """The connection broke after the data went out: never resend, let a person decide."""
+    with transaction(app.engine) as session:
+        send, enrollment = _locked_pair(session, prepared)
+        mark_unknown(session, enrollment, send, why, now)
+    return Outcome("unknown", why)
+
+
+def mark_unknown(
+    session: Session, enrollment: Enrollment, send: Send, why: str, now: datetime
+) -> None:
+    """The send may have been delivered: record that and pause for a person to decide."""
+    send.status = SendStatus.UNKNOWN
+    send.error = why
+    events.for_enrollment(
+        session,
+        enrollment,
+        EventType.FAILED,
+        now,
+        send_status="unknown",
+        reason=why,
+        message_id=send.message_id,
+    )
+    if enrollment.state == EnrollmentState.ACTIVE and enrollment.step == send.step:
+        reason = f"step {send.step} may have been sent ({why}); resume skips it"
+        enrollments.pause(session, enrollment, reason, now)
