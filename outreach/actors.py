@@ -36,7 +36,12 @@ def _when(now: str | None) -> datetime:
     return datetime.fromisoformat(now) if now else utcnow()
 
 
-def declare(broker: dramatiq.Broker, app: Callable[[], App], max_retries: int = 5) -> Actors:
+def declare(
+    broker: dramatiq.Broker,
+    app: Callable[[], App],
+    max_retries: int = 5,
+    min_backoff_ms: int = MIN_BACKOFF_MS,
+) -> Actors:
     """Declare the actors on a broker; `app` builds or returns the process's App lazily."""
 
     def send_step(enrollment_id: int, step: int, now: str | None = None) -> None:
@@ -57,13 +62,13 @@ def declare(broker: dramatiq.Broker, app: Callable[[], App], max_retries: int = 
             )
             if outcome.status == "retry":
                 # a refusal for one message retries that message alone, with backoff
-                single.send_with_options(args=(enrollment_id, step, now), delay=MIN_BACKOFF_MS)
+                single.send_with_options(args=(enrollment_id, step, now), delay=min_backoff_ms)
 
     options: dict[str, Any] = {
         "broker": broker,
         "queue_name": QUEUE,
         "max_retries": max_retries,
-        "min_backoff": MIN_BACKOFF_MS,
+        "min_backoff": min_backoff_ms,
         "max_backoff": 300_000,
         "throws": (PermanentError, InputError),
     }

@@ -60,7 +60,7 @@ class Runtime:
 def start(app: App, threads: int | None = None) -> Runtime:
     """Connect the App to its configured broker; in-process, start a worker too."""
     broker = make_broker(app.settings.broker_url)
-    actors = declare(broker, lambda: app)
+    actors = declare(broker, lambda: app, min_backoff_ms=app.settings.retry_backoff_ms)
     runtime = Runtime(app=app, actors=actors)
     if is_in_process(broker):
         runtime.worker = dramatiq.Worker(

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # a send left in 'sending' longer than this was cut off, not in flight
     send_inflight_seconds: int = 300
     max_send_attempts: int = 6
+    # first delay before a transient SMTP refusal is retried; it doubles on each retry
+    retry_backoff_ms: int = 10_000
     tick_seconds: float = 5.0
     batch_size: int = 500
     # due steps per worker message: fewer broker round trips and database transactions

@@ -27,9 +27,10 @@ def get_app() -> App:
 
 def setup() -> dramatiq.Broker:
     """Make the broker from settings and declare the actors on it."""
-    broker = make_broker(Settings().broker_url)
+    settings = Settings()
+    broker = make_broker(settings.broker_url)
     dramatiq.set_broker(broker)
-    declare(broker, get_app)
+    declare(broker, get_app, min_backoff_ms=settings.retry_backoff_ms)
     return broker
 
 
