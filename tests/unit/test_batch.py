@@ -25,7 +25,8 @@ def mixed(app: App, workdir: Path) -> list[tuple[int, int]]:
     """Five enrollments due at once: normal, stopped, suppressed, missing data, call step."""
     write_template(workdir, "hello", "Hi {{ prospect.first_name }} at {{ prospect.company }}\n")
     common = (
-        'schedule: {timezone: UTC, window: "00:00-24:00", days: [mon, tue, wed, thu, fri, sat, sun]}\n'
+        'schedule: {timezone: UTC, window: "00:00-24:00",'
+        " days: [mon, tue, wed, thu, fri, sat, sun]}\n"
         'sender: {from: "Ann <ann@acme.example>", address: "Acme AB"}\n'
         "exclusive: false\n"
     )
