@@ -173,3 +173,36 @@ def test_demo_runs_on_the_defaults(tmp_path: Path) -> None:
     types = {row["type"] for row in story["timeline"]}
     assert {"enrolled", "sent", "paused", "resumed", "call_task", "unsubscribed"} <= types
     assert story["calls"] and story["stats"]
+
+
+def test_run_sends_due_steps_and_stops_cleanly_on_sigterm(folder: Path) -> None:
+    import signal
+    import time
+
+    csv = folder / "p.csv"
+    csv.write_text("email,first_name,company\neva@example.com,Eva,Volvo\n")
+    run(folder, "import", str(csv))
+    seq = folder / "sequences" / "inbound_follow_up.yaml"
+    text = seq.read_text().replace('window: "09:00-17:00"', 'window: "00:00-24:00"')
+    seq.write_text(
+        text.replace("days: [mon, tue, wed, thu, fri]", "days: [mon, tue, wed, thu, fri, sat, sun]")
+    )
+    run(folder, "enroll", "inbound_follow_up", "eva@example.com")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    env["OUTREACH_TICK_SECONDS"] = "0.2"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "outreach", "run"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list((folder / "outbox").glob("*.eml")):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    [message] = (folder / "outbox").glob("*.eml")
+    assert "eva@example.com" in message.read_text()

@@ -242,3 +242,37 @@ def test_header_injection_through_prospect_data_is_harmless(app: App, simple: st
     assert message["Bcc"] is None
     assert message.get_all("To") == [message["To"]]
     assert "x@evil.example" not in str(message["To"]).split("<")[-1]
+
+
+def test_dkim_signs_the_whole_path_including_unsubscribe_headers(
+    workdir: Path, simple: str, app: App
+) -> None:
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from outreach.app import build_app
+    from tests.conftest import make_settings
+    from tests.unit.test_message import dns_for
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = workdir / "dkim.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    signed = build_app(make_settings(workdir, dkim_key_file=pem, dkim_selector="s1"))
+    add_prospect(signed, "eva@example.com", first_name="Eva", company="Volvo")
+    service.enroll_many(signed, simple, ["eva@example.com"], MONDAY_9)
+    [(enrollment_id, step)] = claim_due(signed.engine, MONDAY_9, 10, 600)
+    assert run_step(signed, enrollment_id, step, MONDAY_9).status == "sent"
+    [path] = sorted(signed.settings.outbox_dir.glob("*.eml"))
+    data = path.read_bytes()
+    assert dkim.verify(data, dnsfunc=dns_for(key))
+    signature = email.message_from_bytes(data, policy=policy.default)["DKIM-Signature"]
+    covered = signature.replace(" ", "").split("h=")[1].split(";")[0].lower().split(":")
+    assert {"list-unsubscribe", "list-unsubscribe-post", "from", "subject"} <= set(covered)
+    signed.close()
