@@ -60,8 +60,9 @@ def declare(
             log.debug(
                 "enrollment %s step %s: %s %s", enrollment_id, step, outcome.status, outcome.detail
             )
-            if outcome.status == "retry":
-                # a refusal for one message retries that message alone, with backoff
+            if outcome.status == "retry" and now is None:
+                # a refusal for one message retries that message alone, with backoff; in
+                # simulated time the scheduler retries it when the lease runs out
                 single.send_with_options(args=(enrollment_id, step, now), delay=min_backoff_ms)
 
     options: dict[str, Any] = {

@@ -37,7 +37,7 @@ err = Console(stderr=True)
 NowOpt = Annotated[str | None, typer.Option("--now", help="ISO-8601 time with Z or an offset")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 SeqOpt = Annotated[str | None, typer.Option("--sequence", help="only this sequence")]
-STARTER = Path(__file__).resolve().parent.parent
+STARTER = Path(__file__).resolve().parent / "starter"
 
 
 def main() -> None:
@@ -190,6 +190,8 @@ def enroll(
     with opened() as app:
         app.sequence(sequence)
         if csv is not None:
+            if not csv.exists():
+                raise InputError(f"{csv}: no such file")
             imported = prospects.import_csv(app.engine, csv, when)
             refused += [(f"{csv}:{line}", why) for line, why in imported.refused]
             addresses += _csv_addresses(csv)

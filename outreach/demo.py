@@ -19,7 +19,7 @@ from outreach.models import Event, Prospect
 from outreach.runtime import start
 from outreach.settings import Settings
 
-PACKAGED = Path(__file__).resolve().parent.parent
+PACKAGED = Path(__file__).resolve().parent / "starter"
 PEOPLE = [
     (
         "maria.lindqvist@northwind.example",

@@ -50,6 +50,8 @@ from outreach.outcomes import (
     record_sent,
     record_transient,
     record_unknown,
+    release,
+    still_wanted,
 )
 from outreach.schedule import is_open, next_opening
 from outreach.sequence import Sequence, Step
@@ -103,6 +105,9 @@ def run_step(app: App, enrollment_id: int, step: int, now: datetime) -> Outcome:
 
 def deliver(app: App, prepared: Prepared, now: datetime) -> Outcome:
     """Hand one reserved message to the mailer; record a failure, leave a success to record."""
+    if not still_wanted(app, prepared):
+        release(app, prepared, "not sent: the enrollment changed just before sending")
+        return Outcome("skipped", "stopped just before sending")
     try:
         app.mailer.send(
             prepared.envelope_from, [prepared.recipient], prepared.data, prepared.message_id
@@ -237,6 +242,12 @@ def _prepare_email(
             enrollment.next_run_at = next_opening(free, sequence.schedule, tz)
             return Outcome("deferred", f"{composed.sender_email} is at its sending limit")
     assert enrollment.id is not None and prospect.id is not None
+    try:
+        data = build_message(composed.email, app.dkim)
+    except ValueError as exc:
+        # e.g. an internationalized address, which needs SMTPUTF8 that is not sent yet
+        enrollments.pause(session, enrollment, f"cannot build the message: {exc}", now)
+        return Outcome("paused", str(exc))
     send_id = ledger.reserve(session, existing, composed, enrollment.id, step.number, now)
     # while the send is in flight, the scheduler must not hand the step out again
     enrollment.next_run_at = now + timedelta(seconds=app.settings.send_inflight_seconds)
@@ -247,7 +258,7 @@ def _prepare_email(
         envelope_from=composed.sender_email,
         recipient=prospect.email,
         message_id=composed.email.message_id,
-        data=build_message(composed.email, app.dkim),
+        data=data,
         prospect_id=prospect.id,
         sequence_id=sequence.id,
         template=composed.template,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import select
 
@@ -59,8 +60,12 @@ def next_sender(session: Session, sequence: Sequence) -> str:
     key = f"rotation:{sequence.id}"
     row = session.get(Meta, key, with_for_update=True)
     if row is None:
-        row = Meta(key=key, value="0")
-        session.add(row)
+        try:
+            with session.begin_nested():
+                session.add(Meta(key=key, value="0"))
+        except sa.exc.IntegrityError:
+            pass  # created by a concurrent enrollment: take turns with it
+        row = session.get_one(Meta, key, with_for_update=True)
     turn = int(row.value)
     row.value = str(turn + 1)
     return addresses[turn % len(addresses)]
@@ -137,8 +142,10 @@ def resume(session: Session, sequence: Sequence, enrollment: Enrollment, now: da
     send = session.scalar(
         select(Send).where(Send.enrollment_id == enrollment.id, Send.step == enrollment.step)
     )
+    skipped_at = None
     if send is not None and send.status == SendStatus.UNKNOWN:
         enrollment.step += 1
+        skipped_at = send.started_at or send.created_at
     enrollment.state = EnrollmentState.ACTIVE
     enrollment.reason = None
     enrollment.updated_at = now
@@ -148,7 +155,12 @@ def resume(session: Session, sequence: Sequence, enrollment: Enrollment, now: da
         return
     prospect = session.get(Prospect, enrollment.prospect_id)
     tz = sequence.schedule.zone(prospect.timezone if prospect else None)
-    enrollment.next_run_at = next_opening(now, sequence.schedule, tz)
+    due = next_opening(now, sequence.schedule, tz)
+    if skipped_at is not None:
+        # the skipped step may have reached the prospect: the next one keeps its wait
+        waits = sequence.step(enrollment.step).waits
+        due = max(due, due_at(skipped_at, waits, sequence.schedule, tz))
+    enrollment.next_run_at = due
 
 
 def stop(session: Session, enrollment: Enrollment, reason: str, now: datetime) -> None:

@@ -104,6 +104,7 @@ class Draft:
     sequence: Sequence
     tz: ZoneInfo
     composed: Composed
+    data: bytes
 
 
 def load(session: Session, ids: Seq[int]) -> dict[int, Any]:
@@ -127,7 +128,11 @@ def draft(app: App, session: Session, row: Any, step: int, now: datetime) -> Dra
     composed = _compose(app, session, sequence, row, step, now)
     if composed is None:
         return None
-    return Draft(row.id, step, row, sequence, tz, composed)
+    try:
+        data = build_message(composed.email, app.dkim)
+    except ValueError:
+        return None  # the full path pauses the enrollment with the reason
+    return Draft(row.id, step, row, sequence, tz, composed, data)
 
 
 def _compose(
@@ -222,7 +227,7 @@ def prepared(app: App, item: Draft, send_id: int) -> Prepared:
         envelope_from=item.composed.sender_email,
         recipient=email.to_email,
         message_id=email.message_id,
-        data=build_message(email, app.dkim),
+        data=item.data,
         prospect_id=item.row.prospect_id,
         sequence_id=item.sequence.id,
         template=item.composed.template,

@@ -79,25 +79,29 @@ def reserve(
 
 
 def recent_count(session: Session, sender_email: str, since: datetime) -> int:
-    """How many messages a sender address has sent or is sending since a moment."""
+    """How many messages a sender address started (sent, sending, unknown) since a moment.
+
+    Counted by when each was started, not reserved: a send deferred yesterday and sent
+    today counts today.
+    """
     query = select(sa.func.count()).where(
         Send.sender_email == sender_email,
-        Send.created_at > since,
+        Send.started_at > since,  # type: ignore[operator]
         Send.status.in_(COUNTED),  # type: ignore[attr-defined]
     )
     return session.scalar(query) or 0
 
 
 def nth_since(session: Session, sender_email: str, since: datetime, offset: int) -> datetime:
-    """The creation time of the sender's (offset+1)-th counted message since a moment."""
+    """When the sender's (offset+1)-th counted message since a moment was started."""
     query = (
-        select(Send.created_at)
+        select(Send.started_at)
         .where(
             Send.sender_email == sender_email,
-            Send.created_at > since,
+            Send.started_at > since,  # type: ignore[operator]
             Send.status.in_(COUNTED),  # type: ignore[attr-defined]
         )
-        .order_by(col(Send.created_at))
+        .order_by(col(Send.started_at))
         .offset(offset)
         .limit(1)
     )

@@ -164,7 +164,7 @@ class Send(SQLModel, table=True):
 
     __table_args__ = (
         sa.UniqueConstraint("enrollment_id", "step"),
-        sa.Index("ix_send_sender_created", "sender_email", "created_at"),
+        sa.Index("ix_send_sender_started", "sender_email", "started_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     enrollment_id: int = Field(foreign_key="enrollment.id")

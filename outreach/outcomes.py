@@ -15,7 +15,15 @@ from outreach.app import App
 from outreach.db import transaction
 from outreach.errors import PermanentSendError, TransientSendError
 from outreach.fastpath import E, Prepared, S
-from outreach.models import Enrollment, EnrollmentState, Event, EventType, Send, SendStatus
+from outreach.models import (
+    Enrollment,
+    EnrollmentState,
+    Event,
+    EventType,
+    Send,
+    SendStatus,
+    Suppression,
+)
 
 
 @dataclass(frozen=True)
@@ -28,7 +36,7 @@ class Outcome:
 
 MARK_SENT = (
     sa.update(S)
-    .where(S.c.id == sa.bindparam("sid"))
+    .where(S.c.id == sa.bindparam("sid"), S.c.status == SendStatus.SENDING)
     .values(status=SendStatus.SENT, sent_at=sa.bindparam("at"))
 )
 MOVE_ON = (
@@ -83,6 +91,7 @@ def record_sent(app: App, sent: list[Prepared], now: datetime) -> None:
             }
         )
     with app.engine.begin() as connection:
+        # only a send still 'sending' becomes 'sent': one already judged 'unknown' stays so
         connection.execute(MARK_SENT, [{"sid": item.send_id, "at": now} for item in sent])
         connection.execute(MOVE_ON, moves)
         connection.execute(ADD_EVENT, added)
@@ -97,26 +106,61 @@ def _locked_pair(session: Session, prepared: Prepared) -> tuple[Send, Enrollment
     return send, enrollment
 
 
-def backoff(attempts: int) -> timedelta:
-    """How long to wait after a transient failure: doubles from one minute up to an hour."""
-    return timedelta(minutes=min(60, 2 ** max(0, attempts - 1)))
-
-
 def record_transient(
     app: App, prepared: Prepared, exc: TransientSendError, now: datetime
 ) -> Outcome:
-    """Not taken this time: retry later, or fail the step after too many attempts."""
+    """Not taken this time: retry later, or fail the step once retrying has gone on too long.
+
+    The retries themselves are Dramatiq's (Retries middleware, doubling backoff). The
+    enrollment's lease is pushed past them, so the scheduler only steps in when that chain
+    of retries has ended or was lost. Greylisting and short outages last minutes, so the
+    limit is a span of time, not a number of attempts.
+    """
+    settings = app.settings
     with transaction(app.engine) as session:
         send, enrollment = _locked_pair(session, prepared)
         send.error = str(exc)
         send.code = getattr(exc, "code", None)
-        if send.attempts >= app.settings.max_send_attempts:
-            fail(session, enrollment, send, f"gave up after {send.attempts} attempts: {exc}", now)
+        if now - send.created_at >= timedelta(hours=settings.retry_give_up_hours):
+            why = f"still refused after {settings.retry_give_up_hours:g} hours: {exc}"
+            fail(session, enrollment, send, why, now)
             return Outcome("failed", str(exc))
         send.status = SendStatus.DEFERRED
         if enrollment.state == EnrollmentState.ACTIVE and enrollment.step == send.step:
-            enrollment.next_run_at = now + backoff(send.attempts)
+            enrollment.next_run_at = now + timedelta(seconds=settings.retry_lease_seconds)
     return Outcome("retry", str(exc))
+
+
+STILL_WANTED = sa.select(E.c.id).where(
+    E.c.id == sa.bindparam("eid"),
+    E.c.state == EnrollmentState.ACTIVE,
+    E.c.step == sa.bindparam("step"),
+    ~sa.exists().where(
+        Suppression.__table__.c.email == sa.bindparam("email")  # type: ignore[attr-defined]
+    ),
+)
+RELEASE = (
+    sa.update(S)
+    .where(S.c.id == sa.bindparam("sid"), S.c.status == SendStatus.SENDING)
+    .values(status=SendStatus.DEFERRED, error=sa.bindparam("why"))
+)
+
+
+def still_wanted(app: App, prepared: Prepared) -> bool:
+    """True while the enrollment is active at this step and the address is not suppressed.
+
+    Checked just before SMTP, so a stop, reply or unsubscribe that was recorded before the
+    send began wins even when the step was reserved earlier in a batch.
+    """
+    params = {"eid": prepared.enrollment_id, "step": prepared.step, "email": prepared.recipient}
+    with app.engine.connect() as connection:
+        return connection.execute(STILL_WANTED, params).first() is not None
+
+
+def release(app: App, prepared: Prepared, why: str) -> None:
+    """Give back a reservation that was never sent: the step counts as not sent."""
+    with app.engine.begin() as connection:
+        connection.execute(RELEASE, {"sid": prepared.send_id, "why": why})
 
 
 def record_failed(app: App, prepared: Prepared, exc: PermanentSendError, now: datetime) -> Outcome:

@@ -39,12 +39,19 @@ def normalize_email(address: str) -> str:
     address = address.strip()
     local, at, domain = address.rpartition("@")
     if at and len(local) <= 64 and len(address) <= 254 and ATEXT_LOCAL.fullmatch(local):
-        return f"{local}@{_domain(domain)}".lower()
+        return f"{local}@{_domain(domain, address)}".lower()
     return _validated(address)
 
 
+def _domain(domain: str, address: str) -> str:
+    try:
+        return _domain_of(domain)
+    except InputError as exc:
+        raise InputError(f"invalid address {address!r}: {exc.__cause__}") from exc
+
+
 @functools.lru_cache(maxsize=65536)
-def _domain(domain: str) -> str:
+def _domain_of(domain: str) -> str:
     return _validated(f"postmaster@{domain}").partition("@")[2]
 
 

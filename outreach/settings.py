@@ -28,9 +28,12 @@ class Settings(BaseSettings):
     dispatch_lease_seconds: int = 600
     # a send left in 'sending' longer than this was cut off, not in flight
     send_inflight_seconds: int = 300
-    max_send_attempts: int = 6
     # first delay before a transient SMTP refusal is retried; it doubles on each retry
     retry_backoff_ms: int = 10_000
+    # after a transient refusal the scheduler leaves the step to Dramatiq's retries this long
+    retry_lease_seconds: int = 3600
+    # a step still refused this long after its first attempt fails for good
+    retry_give_up_hours: float = 24.0
     tick_seconds: float = 5.0
     batch_size: int = 500
     # due steps per worker message: fewer broker round trips and database transactions

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy.orm import Session
-from sqlmodel import select
+from sqlmodel import col, select
 
 from outreach import events
 from outreach.models import (
@@ -47,6 +47,7 @@ def end_open(
     query = (
         select(Enrollment)
         .where(Enrollment.prospect_id == prospect_id, Enrollment.state.in_(OPEN_STATES))  # type: ignore[attr-defined]
+        .order_by(col(Enrollment.id))  # the lock order batches use: no deadlock
         .with_for_update()
     )
     ended = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import select
 
@@ -18,15 +19,22 @@ def store(session: Session, sequence: Sequence, now: datetime) -> SequenceVersio
         SequenceVersion.content_hash == sequence.content_hash,
     )
     version = session.scalar(query)
-    if version is None:
-        version = SequenceVersion(
-            sequence_id=sequence.id,
-            content_hash=sequence.content_hash,
-            snapshot=sequence.model_dump(mode="json"),
-            created_at=now,
-        )
-        session.add(version)
-        session.flush()
+    if version is not None:
+        return version
+    version = SequenceVersion(
+        sequence_id=sequence.id,
+        content_hash=sequence.content_hash,
+        snapshot=sequence.model_dump(mode="json"),
+        created_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(version)
+    except sa.exc.IntegrityError:
+        # another enrollment stored the same version at the same moment
+        stored = session.scalar(query)
+        assert stored is not None
+        return stored
     return version
 
 

@@ -114,3 +114,31 @@ def test_4xx_is_retried_and_5xx_fails_with_the_answer(pg_app: App, sink: SmtpSin
     assert "Recipient address rejected" in (send.error or "")
     assert enrollment is not None and enrollment.state == EnrollmentState.FAILED
     assert len(sink.messages) == 1
+
+
+def test_first_enrollments_at_once_store_one_version_and_rotate(workdir: Path, pg_url: str) -> None:
+    from outreach.models import SequenceVersion
+
+    settings = make_settings(workdir, database_url=pg_url)
+    apps = [build_app(settings) for _ in range(6)]
+    barrier = threading.Barrier(6)
+    reports = []
+
+    def enroll_one(index: int) -> None:
+        barrier.wait()
+        people = [f"x{index}@example.com"]
+        reports.append(service.enroll_many(apps[index], "cold_outbound", people, NOW))
+
+    threads = [threading.Thread(target=enroll_one, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(r.enrolled and not r.refused for r in reports)
+    with transaction(apps[0].engine) as session:
+        versions = session.scalars(sa.select(SequenceVersion)).all()
+        senders = Counter(session.scalars(sa.select(Enrollment.sender)))
+    assert len(versions) == 1
+    assert sorted(senders.values()) == [3, 3]
+    for app in apps:
+        app.close()

@@ -102,3 +102,78 @@ def test_a_batch_delivered_twice_sends_once(app: App, mixed: list[tuple[int, int
     assert len(outbox(app)) == 1
     with transaction(app.engine) as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(CallTask)) == 1
+
+
+class UnsubscribingMailer:
+    """Delivers to the outbox, and while doing so the prospect `victim` unsubscribes."""
+
+    def __init__(self, app: App, victim: str) -> None:
+        self.app, self.victim, self.inner = app, victim, app.mailer
+
+    def send(
+        self, envelope_from: str, recipients: list[str], data: bytes, message_id: str
+    ) -> str | None:
+        answer = self.inner.send(envelope_from, recipients, data, message_id)
+        if self.victim:
+            service.unsubscribe(self.app, self.victim, NOW)
+            self.victim = ""
+        return answer
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_an_unsubscribe_landing_mid_batch_wins(app: App, mixed: list[tuple[int, int]]) -> None:
+    with transaction(app.engine) as session:
+        session.add(
+            Prospect(
+                email="late@example.com",
+                first_name="Late",
+                company="Acme",
+                created_at=NOW,
+                updated_at=NOW,
+                fields={},
+            )
+        )
+    service.enroll_many(app, "mail", ["late@example.com"], NOW)
+    claims = claim_due(app.engine, NOW, 10, 600)
+    app.mailer = UnsubscribingMailer(app, "late@example.com")  # type: ignore[assignment]
+    results = dict(
+        run_batch(app, [c for c in mixed + claims if c[0] in (mixed[0][0], claims[0][0])], NOW)
+    )
+    assert sorted(o.status for o in results.values()) == ["sent", "skipped"]
+    assert [m["To"] for m in outbox(app)] == ["Ok <ok@example.com>"]
+    assert states(app)["late"] == EnrollmentState.UNSUBSCRIBED
+    with transaction(app.engine) as session:
+        from outreach.models import Send
+
+        statuses = {s.to_email: str(s.status) for s in session.scalars(sa.select(Send))}
+    assert statuses == {"ok@example.com": "sent", "late@example.com": "deferred"}
+
+
+def test_an_address_that_cannot_be_sent_pauses_alone(
+    app: App, mixed: list[tuple[int, int]]
+) -> None:
+    with transaction(app.engine) as session:
+        session.add(
+            Prospect(
+                email="jörg@exämple.de",
+                first_name="Jörg",
+                company="Acme",
+                created_at=NOW,
+                updated_at=NOW,
+                fields={},
+            )
+        )
+    assert service.enroll_many(app, "mail", ["jörg@exämple.de"], NOW).enrolled
+    claims = claim_due(app.engine, NOW, 10, 600)
+    results = dict(run_batch(app, [mixed[0], *claims], NOW))
+    assert sorted(o.status for o in results.values()) == ["paused", "sent"]
+    assert [m["To"] for m in outbox(app)] == ["Ok <ok@example.com>"]
+    with transaction(app.engine) as session:
+        jorg = session.scalars(
+            sa.select(Enrollment).join(Prospect).where(Prospect.email == "jörg@exämple.de")
+        ).one()
+    assert jorg.state == EnrollmentState.PAUSED and "cannot build the message" in (
+        jorg.reason or ""
+    )
