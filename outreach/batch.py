@@ -1,45 +1,100 @@
 """Sending a batch of due steps: one locked load, one reservation, one record for the lot.
 
-Each step keeps the same promises as when run alone: it is checked under its enrollment's
+Each step keeps the promises it has when run alone: it is checked under its enrollment's
 lock and reserved in the ledger before SMTP, so a batch redelivered or cut off sends nothing
-twice. Steps the fast path cannot take run one by one through `dispatch.run_step`.
+twice; and a stop, reply or unsubscribe recorded before a message's SMTP began wins. On
+PostgreSQL the batch holds its enrollments' row locks from that last check until the sends
+are recorded, so such a change waits for the batch instead of racing it; elsewhere each
+message is checked again just before SMTP. Steps the fast path cannot take run one by one
+through `dispatch.run_step`.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
+
+import sqlalchemy as sa
 
 from outreach import dispatch, fastpath
 from outreach.app import App
-from outreach.db import transaction
+from outreach.db import is_postgres, transaction
 from outreach.errors import TransientSendError
-from outreach.outcomes import Outcome, record_sent
+from outreach.fastpath import E, P, Prepared
+from outreach.models import EnrollmentState, Suppression
+from outreach.outcomes import RELEASE, Outcome, record_sent, write_sent
 
 Claim = tuple[int, int]
+# the longest a batch keeps its row locks while speaking SMTP; the rest waits for a new batch
+LOCK_BUDGET_SECONDS = 20.0
+
+WANTED = (
+    sa.select(E.c.id, E.c.step)
+    .select_from(E.join(P, P.c.id == E.c.prospect_id))
+    .where(
+        E.c.id.in_(sa.bindparam("ids", expanding=True)),
+        E.c.state == EnrollmentState.ACTIVE,
+        ~sa.exists().where(Suppression.__table__.c.email == P.c.email),  # type: ignore[attr-defined]
+    )
+    .order_by(E.c.id)
+    .with_for_update(of=E)
+)
 
 
 def run_batch(app: App, claims: list[Claim], now: datetime) -> list[tuple[Claim, Outcome]]:
     """Run every claimed step; a transient refusal comes back as a 'retry' outcome."""
     with transaction(app.engine) as session:
         ready, left = fastpath.prepare_many(app, session, claims, now)
-    results: list[tuple[Claim, Outcome]] = []
-    sent: list[fastpath.Prepared] = []
-    for item in ready:
-        outcome = _deliver(app, item, now)
-        results.append(((item.enrollment_id, item.step), outcome))
-        if outcome.status == "sent":
-            sent.append(item)
-    record_sent(app, sent, now)
+    send = _send_locked if is_postgres(app.engine) else _send_checked
+    results = send(app, ready, now)
     for claim in left:
         results.append((claim, _run_one(app, claim, now)))
     return results
 
 
-def _deliver(app: App, item: fastpath.Prepared, now: datetime) -> Outcome:
-    try:
-        return dispatch.deliver(app, item, now)
-    except TransientSendError as exc:
-        return Outcome("retry", str(exc))
+def _send_checked(app: App, ready: list[Prepared], now: datetime) -> list[tuple[Claim, Outcome]]:
+    results: list[tuple[Claim, Outcome]] = []
+    sent: list[Prepared] = []
+    for item in ready:
+        try:
+            outcome = dispatch.deliver(app, item, now)
+        except TransientSendError as exc:
+            outcome = Outcome("retry", str(exc))
+        results.append(((item.enrollment_id, item.step), outcome))
+        if outcome.status == "sent":
+            sent.append(item)
+    record_sent(app, sent, now)
+    return results
+
+
+def _send_locked(app: App, ready: list[Prepared], now: datetime) -> list[tuple[Claim, Outcome]]:
+    if not ready:
+        return []
+    results: list[tuple[Claim, Outcome]] = []
+    refused: list[tuple[Prepared, dispatch.SendRefusal]] = []
+    deadline = time.monotonic() + LOCK_BUDGET_SECONDS
+    with app.engine.begin() as connection:
+        ids = [item.enrollment_id for item in ready]
+        wanted = {(row.id, row.step) for row in connection.execute(WANTED, {"ids": ids})}
+        sent: list[Prepared] = []
+        for item in ready:
+            claim = (item.enrollment_id, item.step)
+            if claim not in wanted or time.monotonic() > deadline:
+                connection.execute(RELEASE, {"sid": item.send_id, "why": dispatch.NOT_WANTED})
+                results.append((claim, Outcome("skipped", "not sent: changed or out of time")))
+                continue
+            refusal = dispatch.attempt(app, item)
+            if refusal is None:
+                sent.append(item)
+                results.append((claim, Outcome("sent", item.message_id)))
+            else:
+                refused.append((item, refusal))
+        write_sent(connection, sent, now)
+    # refusals lock their enrollments one by one: only once the batch's locks are gone
+    for item, refusal in refused:
+        outcome = dispatch.record_refusal(app, item, refusal, now)
+        results.append(((item.enrollment_id, item.step), outcome))
+    return results
 
 
 def _run_one(app: App, claim: Claim, now: datetime) -> Outcome:

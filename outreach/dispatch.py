@@ -106,22 +106,39 @@ def run_step(app: App, enrollment_id: int, step: int, now: datetime) -> Outcome:
 def deliver(app: App, prepared: Prepared, now: datetime) -> Outcome:
     """Hand one reserved message to the mailer; record a failure, leave a success to record."""
     if not still_wanted(app, prepared):
-        release(app, prepared, "not sent: the enrollment changed just before sending")
+        release(app, prepared, NOT_WANTED)
         return Outcome("skipped", "stopped just before sending")
+    refusal = attempt(app, prepared)
+    if refusal is None:
+        return Outcome("sent", prepared.message_id)
+    outcome = record_refusal(app, prepared, refusal, now)
+    if outcome.status == "retry":
+        raise refusal
+    return outcome
+
+
+NOT_WANTED = "not sent: the enrollment changed just before sending"
+SendRefusal = TransientSendError | PermanentSendError | AmbiguousSendError
+
+
+def attempt(app: App, prepared: Prepared) -> SendRefusal | None:
+    """Speak SMTP for one message: None when the server took it, else what went wrong."""
     try:
         app.mailer.send(
             prepared.envelope_from, [prepared.recipient], prepared.data, prepared.message_id
         )
-    except TransientSendError as exc:
-        outcome = record_transient(app, prepared, exc, now)
-        if outcome.status == "retry":
-            raise
-        return outcome
-    except PermanentSendError as exc:
+    except (TransientSendError, PermanentSendError, AmbiguousSendError) as exc:
+        return exc
+    return None
+
+
+def record_refusal(app: App, prepared: Prepared, exc: SendRefusal, now: datetime) -> Outcome:
+    """Record a message the server did not (or may not have) taken."""
+    if isinstance(exc, TransientSendError):
+        return record_transient(app, prepared, exc, now)
+    if isinstance(exc, PermanentSendError):
         return record_failed(app, prepared, exc, now)
-    except AmbiguousSendError as exc:
-        return record_unknown(app, prepared, str(exc), now)
-    return Outcome("sent", prepared.message_id)
+    return record_unknown(app, prepared, str(exc), now)
 
 
 def _load(session: Session, enrollment_id: int) -> tuple[Enrollment, Prospect, bool] | None:

@@ -63,6 +63,13 @@ def record_sent(app: App, sent: list[Prepared], now: datetime) -> None:
     Three statements for the whole list, no ORM: this is the hot path. An enrollment moves
     on only if nothing (a reply, a stop) changed it while its message was in flight.
     """
+    if sent:
+        with app.engine.begin() as connection:
+            write_sent(connection, sent, now)
+
+
+def write_sent(connection: sa.Connection, sent: list[Prepared], now: datetime) -> None:
+    """The statements of `record_sent`, on a connection whose transaction the caller owns."""
     if not sent:
         return
     moves, added = [], []
@@ -90,11 +97,10 @@ def record_sent(app: App, sent: list[Prepared], now: datetime) -> None:
                 "data": {"template": item.template, "message_id": item.message_id},
             }
         )
-    with app.engine.begin() as connection:
-        # only a send still 'sending' becomes 'sent': one already judged 'unknown' stays so
-        connection.execute(MARK_SENT, [{"sid": item.send_id, "at": now} for item in sent])
-        connection.execute(MOVE_ON, moves)
-        connection.execute(ADD_EVENT, added)
+    # only a send still 'sending' becomes 'sent': one already judged 'unknown' stays so
+    connection.execute(MARK_SENT, [{"sid": item.send_id, "at": now} for item in sent])
+    connection.execute(MOVE_ON, moves)
+    connection.execute(ADD_EVENT, added)
 
 
 def _locked_pair(session: Session, prepared: Prepared) -> tuple[Send, Enrollment]:

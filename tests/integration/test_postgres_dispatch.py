@@ -142,3 +142,79 @@ def test_first_enrollments_at_once_store_one_version_and_rotate(workdir: Path, p
     assert sorted(senders.values()) == [3, 3]
     for app in apps:
         app.close()
+
+
+def test_unsubscribe_before_smtp_wins_in_a_batch(pg_app: App, sink: SmtpSink) -> None:
+    from outreach import fastpath
+    from outreach.batch import _send_locked
+
+    enroll(pg_app, 3)
+    claims = claim_due(pg_app.engine, NOW, 10, 600)
+    with transaction(pg_app.engine) as session:
+        ready, left = fastpath.prepare_many(pg_app, session, claims, NOW)
+    assert len(ready) == 3 and not left
+    service.unsubscribe(pg_app, "p1@example.com", NOW)  # reserved, not yet sent
+    outcomes = sorted(o.status for _claim, o in _send_locked(pg_app, ready, NOW))
+    assert outcomes == ["sent", "sent", "skipped"]
+    assert sorted(r for m in sink.messages for r in m.rcpt_tos) == [
+        "p0@example.com",
+        "p2@example.com",
+    ]
+    with transaction(pg_app.engine) as session:
+        statuses = {s.to_email: str(s.status) for s in session.scalars(sa.select(Send))}
+    assert statuses["p1@example.com"] == "deferred"
+
+
+class StopDuringSmtp:
+    """Delivers through the real mailer; during the first send a rep stops another prospect."""
+
+    def __init__(self, app: App, victim: str) -> None:
+        self.app, self.victim, self.inner = app, victim, app.mailer
+        self.stopper: threading.Thread | None = None
+
+    def send(
+        self, envelope_from: str, recipients: list[str], data: bytes, message_id: str
+    ) -> str | None:
+        if self.stopper is None:
+            self.stopper = threading.Thread(target=service.stop, args=(self.app, self.victim, NOW))
+            self.stopper.start()
+        return self.inner.send(envelope_from, recipients, data, message_id)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_stop_during_the_batch_waits_for_it_then_holds(
+    workdir: Path, pg_url: str, sink: SmtpSink
+) -> None:
+    from outreach.batch import run_batch
+
+    write_template(workdir, "hello", "Hi {{ prospect.email }}\n")
+    write_sequence(
+        workdir,
+        "two",
+        """
+        name: Two
+        sender: {from: "Ann <ann@acme.example>", address: "Acme AB"}
+        schedule: {timezone: UTC, window: "00:00-24:00", days: [mon, tue, wed, thu, fri, sat, sun]}
+        steps:
+          - email: {template: hello}
+          - wait: 1 day
+          - email: {template: hello}
+        """,
+    )
+    app = build_app(make_settings(workdir, database_url=pg_url, smtp_url=sink.url()))
+    service.enroll_many(app, "two", ["a@example.com", "b@example.com"], NOW)
+    hook = StopDuringSmtp(app, "b@example.com")
+    app.mailer = hook  # type: ignore[assignment]
+    run_batch(app, claim_due(app.engine, NOW, 10, 600), NOW)
+    assert hook.stopper is not None
+    hook.stopper.join(timeout=30)
+    assert sorted(r for m in sink.messages for r in m.rcpt_tos) == [
+        "a@example.com",
+        "b@example.com",
+    ]
+    with transaction(app.engine) as session:
+        rows = session.execute(sa.select(Enrollment.step, Enrollment.state).order_by(Enrollment.id))
+        assert [(step, str(state)) for step, state in rows] == [(2, "active"), (2, "stopped")]
+    app.close()
