@@ -3,10 +3,10 @@
 Each step keeps the promises it has when run alone: it is checked under its enrollment's
 lock and reserved in the ledger before SMTP, so a batch redelivered or cut off sends nothing
 twice; and a stop, reply or unsubscribe recorded before a message's SMTP began wins. On
-PostgreSQL the batch holds its enrollments' row locks from that last check until the sends
-are recorded, so such a change waits for the batch instead of racing it; elsewhere each
-message is checked again just before SMTP. Steps the fast path cannot take run one by one
-through `dispatch.run_step`.
+PostgreSQL each group of RECORD_EVERY messages holds its enrollments' row locks from that
+last check until its sends are recorded, so such a change waits instead of racing it;
+elsewhere each message is checked again just before SMTP. Steps the fast path cannot take
+run one by one through `dispatch.run_step`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ from outreach.models import EnrollmentState, Suppression
 from outreach.outcomes import RELEASE, Outcome, record_sent, write_sent
 
 Claim = tuple[int, int]
-# the longest a batch keeps its row locks while speaking SMTP; the rest waits for a new batch
+# the longest a batch keeps speaking SMTP; what is left is released for a later batch
 LOCK_BUDGET_SECONDS = 20.0
+# sends are recorded (and locks let go) this often: a worker killed mid-batch leaves at
+# most this many messages whose fate is unknown
+RECORD_EVERY = 25
 
 WANTED = (
     sa.select(E.c.id, E.c.step)
@@ -68,16 +71,23 @@ def _send_checked(app: App, ready: list[Prepared], now: datetime) -> list[tuple[
 
 
 def _send_locked(app: App, ready: list[Prepared], now: datetime) -> list[tuple[Claim, Outcome]]:
-    if not ready:
-        return []
+    results: list[tuple[Claim, Outcome]] = []
+    deadline = time.monotonic() + LOCK_BUDGET_SECONDS
+    for start in range(0, len(ready), RECORD_EVERY):
+        results += _send_chunk(app, ready[start : start + RECORD_EVERY], now, deadline)
+    return results
+
+
+def _send_chunk(
+    app: App, chunk: list[Prepared], now: datetime, deadline: float
+) -> list[tuple[Claim, Outcome]]:
     results: list[tuple[Claim, Outcome]] = []
     refused: list[tuple[Prepared, dispatch.SendRefusal]] = []
-    deadline = time.monotonic() + LOCK_BUDGET_SECONDS
     with app.engine.begin() as connection:
-        ids = [item.enrollment_id for item in ready]
+        ids = [item.enrollment_id for item in chunk]
         wanted = {(row.id, row.step) for row in connection.execute(WANTED, {"ids": ids})}
         sent: list[Prepared] = []
-        for item in ready:
+        for item in chunk:
             claim = (item.enrollment_id, item.step)
             if claim not in wanted or time.monotonic() > deadline:
                 connection.execute(RELEASE, {"sid": item.send_id, "why": dispatch.NOT_WANTED})
@@ -90,7 +100,7 @@ def _send_locked(app: App, ready: list[Prepared], now: datetime) -> list[tuple[C
             else:
                 refused.append((item, refusal))
         write_sent(connection, sent, now)
-    # refusals lock their enrollments one by one: only once the batch's locks are gone
+    # refusals lock their enrollments one by one: only once the chunk's locks are gone
     for item, refusal in refused:
         outcome = dispatch.record_refusal(app, item, refusal, now)
         results.append(((item.enrollment_id, item.step), outcome))

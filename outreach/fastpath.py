@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from outreach import bulk, ledger, limits
 from outreach import enrollment as enrollments
-from outreach import ledger, limits
 from outreach.app import App
 from outreach.compose import Composed, compose
 from outreach.errors import RenderError
@@ -185,8 +185,11 @@ def reserve(session: Session, drafts: list[Draft], now: datetime, inflight: time
     """Reserve every draft in the ledger and lease its enrollment; returns the send ids."""
     new = [d for d in drafts if d.row.send_id is None]
     ids: dict[int, int] = {}
-    if new:
-        rows = session.connection().execute(INSERT_SEND, [_send_values(d, now) for d in new])
+    connection = session.connection()
+    if new and connection.dialect.name == "postgresql":
+        ids = bulk.insert_sends(connection, [_send_values(d, now) for d in new], now)
+    elif new:
+        rows = connection.execute(INSERT_SEND, [_send_values(d, now) for d in new])
         ids = {enrollment_id: send_id for send_id, enrollment_id in rows}
     for item in drafts:
         if item.row.send_id is not None:

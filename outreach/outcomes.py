@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import select
 
+from outreach import bulk, events
 from outreach import enrollment as enrollments
-from outreach import events
 from outreach.app import App
 from outreach.db import transaction
 from outreach.errors import PermanentSendError, TransientSendError
@@ -72,6 +73,9 @@ def write_sent(connection: sa.Connection, sent: list[Prepared], now: datetime) -
     """The statements of `record_sent`, on a connection whose transaction the caller owns."""
     if not sent:
         return
+    if connection.dialect.name == "postgresql":
+        bulk.record_sent(connection, [_sent_row(item, now) for item in sent], now)
+        return
     moves, added = [], []
     for item in sent:
         following = item.next_run_at(now)
@@ -101,6 +105,20 @@ def write_sent(connection: sa.Connection, sent: list[Prepared], now: datetime) -
     connection.execute(MARK_SENT, [{"sid": item.send_id, "at": now} for item in sent])
     connection.execute(MOVE_ON, moves)
     connection.execute(ADD_EVENT, added)
+
+
+def _sent_row(item: Prepared, now: datetime) -> dict[str, Any]:
+    following = item.next_run_at(now)
+    return {
+        "sid": item.send_id,
+        "eid": item.enrollment_id,
+        "cur": item.step,
+        "following": following,
+        "state": str(EnrollmentState.ACTIVE if following else EnrollmentState.FINISHED),
+        "pid": item.prospect_id,
+        "seq": item.sequence_id,
+        "data": {"template": item.template, "message_id": item.message_id},
+    }
 
 
 def _locked_pair(session: Session, prepared: Prepared) -> tuple[Send, Enrollment]:

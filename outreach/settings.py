@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     tick_seconds: float = 5.0
     batch_size: int = 500
     # due steps per worker message: fewer broker round trips and database transactions
-    send_batch_size: int = 20
+    send_batch_size: int = 50
     worker_threads: int = 8
     worker_processes: int = 2
     imap_url: str | None = None
