@@ -52,11 +52,15 @@ def populate(url: str, total: int, due: int) -> None:
             FROM generate_series(1, :total) g"""),
             {"total": total, "due": due, "now": NOW},
         )
-        c.execute(sa.text("ANALYZE"))
+    # a freshly loaded table pays once for setting hint bits on first read; a live one
+    # has long since paid it, so both runs start from a vacuumed table
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(sa.text("VACUUM ANALYZE"))
     engine.dispose()
 
 
-def one_run(total: int, due: int) -> tuple[int, float]:
+def one_run(total: int, due: int) -> tuple[int, float, float]:
+    """Dispatch the due steps twice: first from a vacuumed table, then again once warm."""
     url = fresh_database("outreach_bench_schedule")
     settings = Settings(
         database_url=url,
@@ -68,12 +72,22 @@ def one_run(total: int, due: int) -> tuple[int, float]:
     )
     app = build_app(settings)
     populate(url, total, due)
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    runtime = start(app)
-    with timed() as seconds:
-        dispatched = runtime.tick(NOW)
-    runtime.close()
-    return dispatched, seconds[0]
+    seconds = []
+    for _ in range(2):
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        runtime = start(app)
+        with timed() as spent:
+            dispatched = runtime.tick(NOW)
+        runtime.close()
+        seconds.append(spent[0])
+        app = build_app(settings)
+        with app.engine.begin() as c:  # the same steps due again
+            c.execute(
+                sa.text("UPDATE enrollment SET next_run_at = :t WHERE dispatches > 0"),
+                {"t": NOW - timedelta(minutes=1)},
+            )
+    app.close()
+    return dispatched, seconds[0], seconds[1]
 
 
 def main() -> None:
@@ -81,21 +95,22 @@ def main() -> None:
     parser.add_argument("--total", type=int, default=1_000_000)
     parser.add_argument("--due", type=int, default=10_000)
     args = parser.parse_args()
-    small_n, small_s = one_run(args.due, args.due)
-    large_n, large_s = one_run(args.total, args.due)
+    small_n, small_s, small_warm = one_run(args.due, args.due)
+    large_n, large_s, large_warm = one_run(args.total, args.due)
     assert small_n == large_n == args.due, (small_n, large_n)
     report(
         "schedule",
         {
             "due steps": args.due,
-            f"seconds among {args.due:,}": small_s,
-            f"seconds among {args.total:,}": large_s,
-            "ratio large/small (target < 1.5)": large_s / small_s,
-            "steps/s dispatched, large (target >= 5000)": large_n / large_s,
-            "steps/s dispatched, small": small_n / small_s,
+            f"first pass, seconds among {args.due:,}": small_s,
+            f"first pass, seconds among {args.total:,}": large_s,
+            "first pass ratio large/small (target < 1.5)": large_s / small_s,
+            f"warm pass, seconds among {args.due:,}": small_warm,
+            f"warm pass, seconds among {args.total:,}": large_warm,
+            "warm pass ratio large/small": large_warm / small_warm,
+            "steps/s dispatched, large first pass (target >= 5000)": large_n / large_s,
         },
     )
-    _ = timedelta
 
 
 if __name__ == "__main__":
