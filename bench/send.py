@@ -218,9 +218,7 @@ def prebuilt(settings: Settings, n: int) -> list[tuple[str, str, bytes]]:
     messages, start_at = [], time.perf_counter()
     for i in range(n):
         composed = compose(
-            renderer=app.renderer,
-            secret=app.secret,
-            base_url=app.settings.base_url,
+            app,
             sequence=sequence,
             step=step,
             template=step.templates[i % 2],

@@ -10,11 +10,12 @@ from typing import Any
 from urllib.parse import quote
 
 from outreach import tokens
+from outreach.app import App
 from outreach.message import OutgoingEmail, make_message_id, sender_domain
 from outreach.models import Prospect, Send
 from outreach.prospect import display_name
 from outreach.sequence import Sequence, Step
-from outreach.template import Renderer
+from outreach.template import RenderError
 
 PROSPECT_FIELDS = ("email", "first_name", "last_name", "company", "title", "phone", "timezone")
 
@@ -70,10 +71,8 @@ class Composed:
 
 
 def compose(
+    app: App,
     *,
-    renderer: Renderer,
-    secret: str,
-    base_url: str,
     sequence: Sequence,
     step: Step,
     template: str,
@@ -84,10 +83,10 @@ def compose(
     now: datetime,
 ) -> Composed:
     """Render one email step for one prospect; raises MissingVariable when data is missing."""
-    token = unsubscribe_token(secret, enrollment_id, step.number)
-    unsubscribe_url = f"{base_url.rstrip('/')}/u/{token}"
+    token = unsubscribe_token(app.secret, enrollment_id, step.number)
+    unsubscribe_url = f"{app.settings.base_url.rstrip('/')}/u/{token}"
     variables = context(prospect, sequence, sender, step.number, unsubscribe_url)
-    rendered = renderer.render(sequence.templates[template], variables)
+    rendered = app.renderer.render(sequence.templates[template], variables)
     sender_email = _sender_parts(sender)[1]
     domain = sender_domain(sender)
     subject, in_reply_to, references = _threading(step, rendered.subject, earlier)
@@ -119,3 +118,18 @@ def _threading(
     first = earlier[0].subject
     threaded = first if first.lower().startswith("re:") else f"Re: {first}"
     return threaded, earlier[-1].message_id, tuple(s.message_id for s in earlier)
+
+
+def render_note(
+    app: App, sequence: Sequence, step: Step, prospect: Prospect, sender: str
+) -> str | None:
+    """A call or task step's note for this prospect; as written when it cannot render."""
+    if not step.note:
+        return None
+    try:
+        return app.renderer.render_string(
+            step.note, context(prospect, sequence, sender, step.number, "")
+        )
+    except RenderError:
+        # a task is for a person, who can read the note as written
+        return step.note

@@ -22,7 +22,7 @@ from sqlmodel import col, select
 from outreach import enrollment as enrollments
 from outreach import events, fastpath, ledger, limits
 from outreach.app import App
-from outreach.compose import Composed, compose
+from outreach.compose import Composed, compose, render_note
 from outreach.db import transaction
 from outreach.errors import (
     AmbiguousSendError,
@@ -193,7 +193,7 @@ def _create_task(
     prospect: Prospect,
     now: datetime,
 ) -> Outcome:
-    note = _note(app, sequence, step, enrollment, prospect)
+    note = render_note(app, sequence, step, prospect, enrollment.sender)
     exists = session.scalar(
         select(CallTask.id).where(
             CallTask.enrollment_id == enrollment.id, CallTask.step == step.number
@@ -217,22 +217,6 @@ def _create_task(
         events.for_enrollment(session, enrollment, EventType.CALL_TASK, now, note=note)
     enrollments.advance(session, sequence, enrollment, prospect, now)
     return Outcome("task", note or "")
-
-
-def _note(
-    app: App, sequence: Sequence, step: Step, enrollment: Enrollment, prospect: Prospect
-) -> str | None:
-    if not step.note:
-        return None
-    from outreach.compose import context
-
-    try:
-        return app.renderer.render_string(
-            step.note, context(prospect, sequence, enrollment.sender, step.number, "")
-        )
-    except RenderError:
-        # a task is for a person, who can read the note as written
-        return step.note
 
 
 def _prepare_email(
@@ -298,9 +282,7 @@ def _compose(
     earlier = ledger.thread(session, enrollment.id, step.number) if step.thread else []
     try:
         return compose(
-            renderer=app.renderer,
-            secret=app.secret,
-            base_url=app.settings.base_url,
+            app,
             sequence=sequence,
             step=step,
             template=template,

@@ -144,9 +144,7 @@ def _compose(
     earlier = ledger.thread(session, row.id, step) if current.thread else []
     try:
         return compose(
-            renderer=app.renderer,
-            secret=app.secret,
-            base_url=app.settings.base_url,
+            app,
             sequence=sequence,
             step=current,
             template=enrollments.variant(current.templates, row.id, step),

@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 from outreach import enrollment as enrollments
 from outreach import prospect as prospects
 from outreach.app import App
-from outreach.compose import compose
+from outreach.compose import compose, render_note
 from outreach.db import transaction
 from outreach.errors import EnrollmentRefused, InputError, RenderError
-from outreach.models import Enrollment, EnrollmentState, Prospect, Send, SendStatus
+from outreach.models import Enrollment, EnrollmentState, Send, SendStatus
 from outreach.schedule import due_at
 from outreach.suppression import suppress
 
@@ -116,7 +116,7 @@ def preview(app: App, sequence_id: str, email: str, now: datetime) -> list[dict[
         if step.kind == "email":
             item.update(_preview_email(app, sequence, step, person, sender, earlier, at))
         else:
-            item["note"] = _render_note(app, sequence, step.note or "", person, sender, step.number)
+            item["note"] = render_note(app, sequence, step, person, sender) or ""
         planned.append(item)
     return planned
 
@@ -126,9 +126,7 @@ def _preview_email(app, sequence, step, person, sender, earlier, at) -> dict[str
     for template in step.templates:
         try:
             composed = compose(
-                renderer=app.renderer,
-                secret=app.secret,
-                base_url=app.settings.base_url,
+                app,
                 sequence=sequence,
                 step=step,
                 template=template,
@@ -168,14 +166,3 @@ def _preview_email(app, sequence, step, person, sender, earlier, at) -> dict[str
             )
         )
     return {"variants": results}
-
-
-def _render_note(
-    app: App, sequence: Any, note: str, person: Prospect, sender: str, number: int
-) -> str:
-    from outreach.compose import context
-
-    try:
-        return app.renderer.render_string(note, context(person, sequence, sender, number, ""))
-    except RenderError as exc:
-        return f"{note} (would show as written: {exc})"
