@@ -110,3 +110,19 @@ def redis_url() -> str:
 
     require("Redis", flush)
     return REDIS_URL
+
+
+def write_blast(workdir: Path, steps: int = 1) -> str:
+    """A sequence of `steps` emails a day apart, open around the clock in UTC: "blast"."""
+    write_template(workdir, "hello", "Hi {{ prospect.email }}\n")
+    body = ["  - email: {template: hello}"]
+    for _ in range(steps - 1):
+        body += ["  - wait: 1 day", "  - email: {template: hello}"]
+    write_sequence(
+        workdir,
+        "blast",
+        'name: Blast\nsender: {from: "Ann <ann@acme.example>", address: "Acme AB"}\n'
+        'schedule: {timezone: UTC, window: "00:00-24:00",'
+        " days: [mon, tue, wed, thu, fri, sat, sun]}\nsteps:\n" + "\n".join(body) + "\n",
+    )
+    return "blast"

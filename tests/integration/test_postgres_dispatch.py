@@ -17,7 +17,7 @@ from outreach.db import transaction
 from outreach.dispatch import claim_due, run_step
 from outreach.errors import TransientSendError
 from outreach.models import Enrollment, EnrollmentState, Send, SendStatus
-from tests.conftest import make_settings, write_sequence, write_template
+from tests.conftest import make_settings, write_blast, write_sequence, write_template
 from tests.conftest_smtp import SmtpSink
 
 NOW = datetime(2026, 3, 3, 12, 0, tzinfo=UTC)
@@ -31,24 +31,7 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.fixture
 def pg_app(workdir: Path, pg_url: str, sink: SmtpSink) -> Iterator[App]:
-    write_template(workdir, "hello", "Hi {{ prospect.email }}\n")
-    write_sequence(
-        workdir,
-        "blast",
-        """
-        name: Blast
-        sender:
-          from: "Ann <ann@acme.example>"
-          address: "Acme AB"
-        schedule:
-          timezone: UTC
-          window: "00:00-24:00"
-          days: [mon, tue, wed, thu, fri, sat, sun]
-        steps:
-          - email:
-              template: hello
-        """,
-    )
+    write_blast(workdir)
     app = build_app(
         make_settings(workdir, database_url=pg_url, smtp_url=sink.url(), smtp_timeout=5)
     )

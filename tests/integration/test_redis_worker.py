@@ -20,7 +20,7 @@ from outreach.app import App, build_app
 from outreach.db import transaction
 from outreach.models import Enrollment, EnrollmentState, Send, SendStatus
 from outreach.runtime import start
-from tests.conftest import make_settings, write_sequence, write_template
+from tests.conftest import make_settings, write_blast
 from tests.conftest_smtp import SmtpSink
 
 FAST = {"dispatch_lease_seconds": 3, "send_inflight_seconds": 4}
@@ -34,24 +34,7 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.fixture
 def stack(workdir: Path, pg_url: str, redis_url: str, sink: SmtpSink) -> Iterator[App]:
-    write_template(workdir, "hello", "Hi {{ prospect.email }}\n")
-    write_sequence(
-        workdir,
-        "blast",
-        """
-        name: Blast
-        sender:
-          from: "Ann <ann@acme.example>"
-          address: "Acme AB"
-        schedule:
-          timezone: UTC
-          window: "00:00-24:00"
-          days: [mon, tue, wed, thu, fri, sat, sun]
-        steps:
-          - email:
-              template: hello
-        """,
-    )
+    write_blast(workdir)
     settings = make_settings(
         workdir, database_url=pg_url, broker_url=redis_url, smtp_url=sink.url(), **FAST
     )

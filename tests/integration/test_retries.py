@@ -16,7 +16,7 @@ from outreach.db import transaction
 from outreach.models import Send, SendStatus
 from outreach.runtime import start
 from outreach.scheduler import tick
-from tests.conftest import make_settings, write_sequence, write_template
+from tests.conftest import make_settings, write_blast
 from tests.conftest_smtp import SmtpSink
 
 
@@ -28,18 +28,7 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.fixture
 def flaky_app(workdir: Path, sink: SmtpSink) -> Iterator[App]:
-    write_template(workdir, "hello", "Hi {{ prospect.email }}\n")
-    write_sequence(
-        workdir,
-        "blast",
-        """
-        name: Blast
-        sender: {from: "Ann <ann@acme.example>", address: "Acme AB"}
-        schedule: {timezone: UTC, window: "00:00-24:00", days: [mon, tue, wed, thu, fri, sat, sun]}
-        steps:
-          - email: {template: hello}
-        """,
-    )
+    write_blast(workdir)
     settings = make_settings(workdir, smtp_url=sink.url(), smtp_timeout=5, retry_backoff_ms=150)
     app = build_app(settings)
     yield app
