@@ -45,6 +45,9 @@ def _settings(root: Path) -> Settings:
     templates = base.templates_dir if base.templates_dir.is_dir() else PACKAGED / "templates"
     root.mkdir(exist_ok=True)
     (root / "demo.db").unlink(missing_ok=True)
+    # each run starts over: the demo's own outbox holds only this run's messages
+    for old in (base.outbox_dir / "demo").glob("*.eml"):
+        old.unlink()
     return base.model_copy(
         update={
             "database_url": f"sqlite:///{root / 'demo.db'}",
