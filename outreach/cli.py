@@ -391,20 +391,26 @@ def stats(
 
 
 def _manual(
-    action: Callable[[App, str, datetime, str | None], int], verb: str
+    action: Callable[[App, str, datetime, str | None], int], verb: str, doc: str
 ) -> Callable[..., None]:
     def command(email: str, sequence: SeqOpt = None, now: NowOpt = None) -> None:
         with opened() as app:
             count = action(app, email, parse_now(now), sequence)
         out.print(f"{verb} {count} enrollment(s) of {email}")
 
-    command.__doc__ = f"{verb.capitalize()} a prospect's enrollments by hand."
+    command.__doc__ = doc
     return command
 
 
-cli.command("pause")(_manual(service.pause, "paused"))
-cli.command("resume")(_manual(service.resume, "resumed"))
-cli.command("stop")(_manual(service.stop, "stopped"))
+cli.command("pause")(_manual(service.pause, "paused", "Pause a prospect's active enrollments."))
+cli.command("resume")(
+    _manual(
+        service.resume,
+        "resumed",
+        "Resume paused enrollments at the window's next opening (an unknown send is skipped).",
+    )
+)
+cli.command("stop")(_manual(service.stop, "stopped", "Stop a prospect's enrollments for good."))
 
 
 @cli.command()
