@@ -19,9 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
+from outreach import claims, events, fastpath, ledger, limits
 from outreach import enrollment as enrollments
-from outreach import events, fastpath, ledger, limits
 from outreach.app import App
+from outreach.claims import claim_due
 from outreach.compose import Composed, compose, render_note
 from outreach.db import transaction
 from outreach.errors import (
@@ -57,35 +58,6 @@ from outreach.schedule import is_open, next_opening
 from outreach.sequence import Sequence, Step
 
 __all__ = ["Outcome", "Prepared", "claim_due", "deliver", "prepare", "run_step"]
-
-
-def claim_due(
-    engine: sa.Engine, now: datetime, limit: int, lease_seconds: int
-) -> list[tuple[int, int]]:
-    """Claim up to `limit` due steps: each is leased so no other scheduler takes it.
-
-    On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets several schedulers claim side by side.
-    A claimed step whose message is lost comes due again when its lease runs out.
-    """
-    due = (
-        select(Enrollment.id)
-        .where(Enrollment.state == EnrollmentState.ACTIVE, Enrollment.next_run_at <= now)  # type: ignore[operator]
-        .order_by(col(Enrollment.next_run_at))
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    claim = (
-        sa.update(Enrollment)
-        .where(Enrollment.id.in_(due.scalar_subquery()))  # type: ignore[union-attr]
-        .values(
-            next_run_at=now + timedelta(seconds=lease_seconds),
-            dispatches=Enrollment.dispatches + 1,
-        )
-        .returning(col(Enrollment.id), col(Enrollment.step))
-        .execution_options(synchronize_session=False)
-    )
-    with transaction(engine) as session:
-        return [(row[0], row[1]) for row in session.execute(claim)]  # type: ignore[misc]
 
 
 def run_step(app: App, enrollment_id: int, step: int, now: datetime) -> Outcome:
@@ -177,6 +149,7 @@ def prepare(app: App, enrollment_id: int, step: int, now: datetime) -> Prepared 
         tz = sequence.schedule.zone(prospect.timezone)
         if not is_open(now, sequence.schedule, tz):
             enrollment.next_run_at = next_opening(now, sequence.schedule, tz)
+            claims.release(session, enrollment_id)
             return Outcome("deferred", "outside the sending window")
         current = sequence.step(step)
         if current.kind != "email":
@@ -241,6 +214,7 @@ def _prepare_email(
         free = limits.free_at(session, composed.sender_email, sequence.schedule, now)
         if free is not None:
             enrollment.next_run_at = next_opening(free, sequence.schedule, tz)
+            claims.release(session, enrollment.id)
             return Outcome("deferred", f"{composed.sender_email} is at its sending limit")
     assert enrollment.id is not None and prospect.id is not None
     try:

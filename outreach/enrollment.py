@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import select
 
-from outreach import events, versions
+from outreach import claims, events, versions
 from outreach.errors import EnrollmentRefused, InputError
 from outreach.models import (
     OPEN_STATES,
@@ -161,6 +161,8 @@ def resume(session: Session, sequence: Sequence, enrollment: Enrollment, now: da
         waits = sequence.step(enrollment.step).waits
         due = max(due, due_at(skipped_at, waits, sequence.schedule, tz))
     enrollment.next_run_at = due
+    assert enrollment.id is not None
+    claims.release(session, enrollment.id)
 
 
 def stop(session: Session, enrollment: Enrollment, reason: str, now: datetime) -> None:

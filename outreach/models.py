@@ -130,6 +130,8 @@ class Enrollment(SQLModel, table=True):
         sa.Index(
             "ix_enrollment_due",
             "next_run_at",
+            "id",
+            postgresql_include=["step"],
             postgresql_where=sa.text("state = 'active'"),
             sqlite_where=sa.text("state = 'active'"),
         ),
@@ -157,6 +159,22 @@ class Enrollment(SQLModel, table=True):
     dispatches: int = 0
     enrolled_at: datetime = _when()
     updated_at: datetime = _when()
+
+
+class DispatchClaim(SQLModel, table=True):
+    """A due step handed to the workers: no other pass hands out the same step until `until`.
+
+    Claims live here, not on the enrollment rows, so a pass writes a few dense pages
+    however many enrollments there are; a claim for an earlier step never blocks the next.
+    """
+
+    __tablename__ = "dispatch_claim"
+    # no foreign key: checking one share-locks the enrollment row, writing to its page
+    enrollment_id: int = Field(sa_column=Column(sa.Integer, primary_key=True))
+    step: int
+    until: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    attempts: int = 1
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class Send(SQLModel, table=True):

@@ -10,7 +10,7 @@ from typing import Any
 from outreach.actors import Actors
 from outreach.app import App
 from outreach.brokers.redis import BatchRedisBroker
-from outreach.dispatch import claim_due
+from outreach.claims import Claimer, drop_expired_claims
 
 
 def tick(app: App, actors: Actors, now: datetime, *, simulated: bool = False) -> int:
@@ -22,11 +22,11 @@ def tick(app: App, actors: Actors, now: datetime, *, simulated: bool = False) ->
     options: dict[str, Any] = {"max_retries": 0} if simulated else {}
     stamp = now.isoformat() if simulated else None
 
+    drop_expired_claims(app.engine, now)
     total = 0
+    claimer = Claimer(app.engine, now, app.settings.dispatch_lease_seconds)
     while True:
-        claimed = claim_due(
-            app.engine, now, app.settings.batch_size, app.settings.dispatch_lease_seconds
-        )
+        claimed = claimer.next(app.settings.batch_size)
         size = app.settings.send_batch_size
         batches = [claimed[i : i + size] for i in range(0, len(claimed), size)]
         enqueue(actors, [([list(c) for c in batch], stamp) for batch in batches], options)

@@ -1,0 +1,110 @@
+"""Claims on due steps: which pass handed which step to the workers, and until when."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from outreach.models import DispatchClaim, UTCDateTime
+
+CLAIM_SQL = """
+    INSERT INTO dispatch_claim (enrollment_id, step, until, attempts, due_at)
+    SELECT e.id, e.step, :until, 1, e.next_run_at FROM enrollment e
+    WHERE e.state = 'active' AND e.next_run_at <= :now
+      AND (e.next_run_at, e.id) > (:after_at, :after_id)
+      AND NOT EXISTS (SELECT 1 FROM dispatch_claim c
+                      WHERE c.enrollment_id = e.id AND c.step = e.step AND c.until > :now)
+      {skip_taken}
+    ORDER BY e.next_run_at, e.id
+    LIMIT :n
+    ON CONFLICT (enrollment_id) DO UPDATE
+      SET until = excluded.until,
+          attempts = CASE WHEN dispatch_claim.step = excluded.step
+                          THEN dispatch_claim.attempts + 1 ELSE 1 END,
+          step = excluded.step,
+          due_at = excluded.due_at
+      WHERE dispatch_claim.until <= :now OR dispatch_claim.step <> excluded.step
+    RETURNING enrollment_id, step, due_at
+"""
+# PostgreSQL: like SKIP LOCKED, a step another scheduler is claiming right now is passed
+# over, but with an in-memory advisory lock instead of a row lock that writes to the page
+SKIP_TAKEN = {"postgresql": "AND pg_try_advisory_xact_lock(71461, e.id)"}
+TIMES = tuple(sa.bindparam(name, type_=UTCDateTime()) for name in ("now", "until", "after_at"))
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _claim(dialect: str) -> sa.TextualSelect:
+    sql = CLAIM_SQL.format(skip_taken=SKIP_TAKEN.get(dialect, ""))
+    return (
+        sa.text(sql)
+        .bindparams(*TIMES)
+        .columns(
+            sa.column("enrollment_id", sa.Integer()),
+            sa.column("step", sa.Integer()),
+            sa.column("due_at", UTCDateTime()),
+        )
+    )
+
+
+EXPIRED = sa.delete(DispatchClaim).where(col(DispatchClaim.until) < sa.bindparam("now"))
+
+
+class Claimer:
+    """Claims the due steps of one pass batch by batch, each batch after the last one.
+
+    Batches page through the due index (by due time, then id), so a pass does not read
+    the steps it already claimed again.
+    """
+
+    def __init__(self, engine: sa.Engine, now: datetime, lease_seconds: int) -> None:
+        self.engine, self.now = engine, now
+        self.until = now + timedelta(seconds=lease_seconds)
+        self.after: tuple[datetime, int] = (EPOCH, 0)
+
+    def next(self, limit: int) -> list[tuple[int, int]]:
+        """Claim up to `limit` more due steps; returns (enrollment, step) pairs."""
+        params = {
+            "now": self.now,
+            "until": self.until,
+            "n": limit,
+            "after_at": self.after[0],
+            "after_id": self.after[1],
+        }
+        with self.engine.begin() as connection:
+            rows = connection.execute(_claim(connection.dialect.name), params).all()
+        if rows:
+            self.after = max((row.due_at, row.enrollment_id) for row in rows)
+        return [(int(row.enrollment_id), int(row.step)) for row in rows]
+
+
+def claim_due(
+    engine: sa.Engine, now: datetime, limit: int, lease_seconds: int
+) -> list[tuple[int, int]]:
+    """Claim up to `limit` due steps, each for `lease_seconds`; returns (enrollment, step).
+
+    A claim is a row in its own small table, written with INSERT … ON CONFLICT: two
+    schedulers racing for a step meet on its key and only one gets it; on PostgreSQL a
+    step another pass is claiming at that moment is skipped, as SKIP LOCKED would.
+    Finding due steps reads only the covering due index, and claiming writes only that
+    small table, so a pass costs what is due, not what is enrolled (locking the due
+    enrollment rows instead wrote a full-page image of WAL for every scattered row). A step
+    whose message is lost comes due again when its claim runs out; a claim for an earlier
+    step never blocks the next.
+    """
+    return Claimer(engine, now, lease_seconds).next(limit)
+
+
+def drop_expired_claims(engine: sa.Engine, now: datetime) -> None:
+    """Forget claims that ran out: their steps are claimable again anyway."""
+    with engine.begin() as connection:
+        connection.execute(EXPIRED, {"now": now})
+
+
+def release(session: Session, enrollment_id: int) -> None:
+    """Let a step that was moved to a new time be claimed again as soon as it is due."""
+    session.execute(
+        sa.delete(DispatchClaim).where(col(DispatchClaim.enrollment_id) == enrollment_id)
+    )
