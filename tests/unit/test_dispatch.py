@@ -279,3 +279,35 @@ def test_dkim_signs_the_whole_path_including_unsubscribe_headers(
     covered = signature.replace(" ", "").split("h=")[1].split(";")[0].lower().split(":")
     assert {"list-unsubscribe", "list-unsubscribe-post", "from", "subject"} <= set(covered)
     signed.close()
+
+
+def test_exclusive_sequences_refuse_a_second_enrollment(
+    app: App, simple: str, workdir: Path
+) -> None:
+    write_sequence(
+        workdir,
+        "other",
+        """
+        name: Other
+        sender: {from: "Bo <bo@acme.example>", address: "Acme AB"}
+        steps:
+          - email: {template: hello}
+        """,
+    )
+    write_sequence(
+        workdir,
+        "newsletter",
+        """
+        name: Newsletter
+        exclusive: false
+        sender: {from: "Bo <bo@acme.example>", address: "Acme AB"}
+        steps:
+          - email: {template: hello}
+        """,
+    )
+    assert service.enroll_many(app, simple, ["eva@example.com"], MONDAY_9).enrolled
+    refused = service.enroll_many(app, "other", ["eva@example.com"], MONDAY_9).refused
+    assert refused == [
+        ("eva@example.com", "eva@example.com is already in exclusive sequence simple")
+    ]
+    assert service.enroll_many(app, "newsletter", ["eva@example.com"], MONDAY_9).enrolled
