@@ -1,12 +1,13 @@
-"""Sending a batch of due steps: one locked load, one reservation, one record for the lot.
+"""Sending a batch of due steps, a group at a time: one locked load and reservation, one
+record.
 
 Each step keeps the promises it has when run alone: it is checked under its enrollment's
 lock and reserved in the ledger before SMTP, so a batch redelivered or cut off sends nothing
 twice; and a stop, reply or unsubscribe recorded before a message's SMTP began wins. On
-PostgreSQL each group of RECORD_EVERY messages holds its enrollments' row locks from that
-last check until its sends are recorded, so such a change waits instead of racing it;
-elsewhere each message is checked again just before SMTP. Steps the fast path cannot take
-run one by one through `dispatch.run_step`.
+PostgreSQL each group of RECORD_EVERY steps, once reserved, holds its enrollments' row
+locks from a last check until its sends are recorded, so such a change waits instead of
+racing it; elsewhere each message is checked again just before SMTP. Steps the fast path
+cannot take run one by one through `dispatch.run_step`.
 """
 
 from __future__ import annotations
@@ -45,20 +46,50 @@ WANTED = (
 
 
 def run_batch(app: App, claims: list[Claim], now: datetime) -> list[tuple[Claim, Outcome]]:
-    """Run every claimed step; a transient refusal comes back as a 'retry' outcome."""
-    with transaction(app.engine) as session:
-        ready, left = fastpath.prepare_many(app, session, claims, now)
+    """Run every claimed step; a transient refusal comes back as a 'retry' outcome.
+
+    Steps are reserved and recorded RECORD_EVERY at a time, so a worker killed mid-batch
+    leaves at most that many reservations whose fate is unknown.
+    """
     send = _send_locked if is_postgres(app.engine) else _send_checked
-    results = send(app, ready, now)
+    results: list[tuple[Claim, Outcome]] = []
+    left: list[Claim] = []
+    for start in range(0, len(claims), RECORD_EVERY):
+        with transaction(app.engine) as session:
+            ready, passed = fastpath.prepare_many(
+                app, session, claims[start : start + RECORD_EVERY], now
+            )
+        attempted: set[int] = set()
+        try:
+            results += send(app, ready, now, attempted)
+        except Exception:
+            _release_unattempted(app, ready, attempted)
+            raise
+        left += passed
     for claim in left:
         results.append((claim, _run_one(app, claim, now)))
     return results
 
 
-def _send_checked(app: App, ready: list[Prepared], now: datetime) -> list[tuple[Claim, Outcome]]:
+def _release_unattempted(app: App, ready: list[Prepared], attempted: set[int]) -> None:
+    """After a failure mid-group, give back the reservations no SMTP was spoken for."""
+    untouched = [
+        {"sid": item.send_id, "why": "not sent: the batch broke off before it"}
+        for item in ready
+        if item.send_id not in attempted
+    ]
+    if untouched:
+        with app.engine.begin() as connection:
+            connection.execute(RELEASE, untouched)
+
+
+def _send_checked(
+    app: App, ready: list[Prepared], now: datetime, attempted: set[int]
+) -> list[tuple[Claim, Outcome]]:
     results: list[tuple[Claim, Outcome]] = []
     sent: list[Prepared] = []
     for item in ready:
+        attempted.add(item.send_id)
         try:
             outcome = dispatch.deliver(app, item, now)
         except TransientSendError as exc:
@@ -70,29 +101,25 @@ def _send_checked(app: App, ready: list[Prepared], now: datetime) -> list[tuple[
     return results
 
 
-def _send_locked(app: App, ready: list[Prepared], now: datetime) -> list[tuple[Claim, Outcome]]:
-    results: list[tuple[Claim, Outcome]] = []
-    deadline = time.monotonic() + LOCK_BUDGET_SECONDS
-    for start in range(0, len(ready), RECORD_EVERY):
-        results += _send_chunk(app, ready[start : start + RECORD_EVERY], now, deadline)
-    return results
-
-
-def _send_chunk(
-    app: App, chunk: list[Prepared], now: datetime, deadline: float
+def _send_locked(
+    app: App, ready: list[Prepared], now: datetime, attempted: set[int]
 ) -> list[tuple[Claim, Outcome]]:
+    if not ready:
+        return []
     results: list[tuple[Claim, Outcome]] = []
     refused: list[tuple[Prepared, dispatch.SendRefusal]] = []
+    deadline = time.monotonic() + LOCK_BUDGET_SECONDS
     with app.engine.begin() as connection:
-        ids = [item.enrollment_id for item in chunk]
+        ids = [item.enrollment_id for item in ready]
         wanted = {(row.id, row.step) for row in connection.execute(WANTED, {"ids": ids})}
         sent: list[Prepared] = []
-        for item in chunk:
+        for item in ready:
             claim = (item.enrollment_id, item.step)
             if claim not in wanted or time.monotonic() > deadline:
                 connection.execute(RELEASE, {"sid": item.send_id, "why": dispatch.NOT_WANTED})
                 results.append((claim, Outcome("skipped", "not sent: changed or out of time")))
                 continue
+            attempted.add(item.send_id)
             refusal = dispatch.attempt(app, item)
             if refusal is None:
                 sent.append(item)
@@ -100,7 +127,7 @@ def _send_chunk(
             else:
                 refused.append((item, refusal))
         write_sent(connection, sent, now)
-    # refusals lock their enrollments one by one: only once the chunk's locks are gone
+    # refusals lock their enrollments one by one: only once the group's locks are gone
     for item, refusal in refused:
         outcome = dispatch.record_refusal(app, item, refusal, now)
         results.append(((item.enrollment_id, item.step), outcome))

@@ -12,13 +12,17 @@ from outreach.models import DispatchClaim, UTCDateTime
 
 CLAIM_SQL = """
     INSERT INTO dispatch_claim (enrollment_id, step, until, attempts, due_at)
-    SELECT e.id, e.step, :until, 1, e.next_run_at FROM enrollment e
-    WHERE e.state = 'active' AND e.next_run_at <= :now
-      AND (e.next_run_at, e.id) > (:after_at, :after_id)
-      AND NOT EXISTS (SELECT 1 FROM dispatch_claim c
-                      WHERE c.enrollment_id = e.id AND c.step = e.step AND c.until > :now)
-      {skip_taken}
-    ORDER BY e.next_run_at, e.id
+    SELECT due.id, due.step, :until, 1, due.next_run_at FROM (
+        SELECT e.id, e.step, e.next_run_at FROM enrollment e
+        WHERE e.state = 'active' AND e.next_run_at <= :now
+          AND (e.next_run_at, e.id) > (:after_at, :after_id)
+          AND NOT EXISTS (SELECT 1 FROM dispatch_claim c
+                          WHERE c.enrollment_id = e.id AND c.step = e.step AND c.until > :now)
+        ORDER BY e.next_run_at, e.id
+        LIMIT :window
+    ) AS due
+    WHERE {skip_taken}
+    ORDER BY due.next_run_at, due.id
     LIMIT :n
     ON CONFLICT (enrollment_id) DO UPDATE
       SET until = excluded.until,
@@ -30,14 +34,18 @@ CLAIM_SQL = """
     RETURNING enrollment_id, step, due_at
 """
 # PostgreSQL: like SKIP LOCKED, a step another scheduler is claiming right now is passed
-# over, but with an in-memory advisory lock instead of a row lock that writes to the page
-SKIP_TAKEN = {"postgresql": "AND pg_try_advisory_xact_lock(71461, e.id)"}
+# over, with an in-memory advisory lock instead of a row lock that writes to the page. It
+# is tried only on unclaimed candidates (at most :window of them), never on the backlog.
+SKIP_TAKEN = {"postgresql": "pg_try_advisory_xact_lock(71461, due.id)"}
+# candidates looked at per batch: room to pass over steps another pass is taking
+WINDOW_FACTOR = 4
 TIMES = tuple(sa.bindparam(name, type_=UTCDateTime()) for name in ("now", "until", "after_at"))
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _claim(dialect: str) -> sa.TextualSelect:
-    sql = CLAIM_SQL.format(skip_taken=SKIP_TAKEN.get(dialect, ""))
+    # SQLite reads ON CONFLICT after a bare SELECT as a join clause: it needs a WHERE
+    sql = CLAIM_SQL.format(skip_taken=SKIP_TAKEN.get(dialect, "1 = 1"))
     return (
         sa.text(sql)
         .bindparams(*TIMES)
@@ -70,6 +78,7 @@ class Claimer:
             "now": self.now,
             "until": self.until,
             "n": limit,
+            "window": limit * WINDOW_FACTOR,
             "after_at": self.after[0],
             "after_id": self.after[1],
         }

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from sqlmodel import select
+from sqlmodel import col, select
 
 from outreach import claims, events, versions
 from outreach.errors import EnrollmentRefused, InputError
@@ -36,7 +36,8 @@ def open_enrollments(
     )
     if sequence_id:
         query = query.where(Enrollment.sequence_id == sequence_id)
-    return list(session.scalars(query.with_for_update()))
+    # the lock order batches use (by id): no deadlock between a stop and a send
+    return list(session.scalars(query.order_by(col(Enrollment.id)).with_for_update()))
 
 
 def refusal(session: Session, sequence: Sequence, prospect: Prospect) -> str | None:

@@ -170,7 +170,7 @@ class DispatchClaim(SQLModel, table=True):
 
     __tablename__ = "dispatch_claim"
     # no foreign key: checking one share-locks the enrollment row, writing to its page
-    enrollment_id: int = Field(sa_column=Column(sa.Integer, primary_key=True))
+    enrollment_id: int = Field(sa_column=Column(sa.Integer, primary_key=True, autoincrement=False))
     step: int
     until: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
     attempts: int = 1

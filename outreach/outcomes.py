@@ -122,10 +122,11 @@ def _sent_row(item: Prepared, now: datetime) -> dict[str, Any]:
 
 
 def _locked_pair(session: Session, prepared: Prepared) -> tuple[Send, Enrollment]:
-    send = session.get(Send, prepared.send_id, with_for_update=True)
+    # the enrollment first, then its send: the order `prepare` takes them in
     enrollment = session.scalar(
         select(Enrollment).where(Enrollment.id == prepared.enrollment_id).with_for_update()
     )
+    send = session.get(Send, prepared.send_id, with_for_update=True)
     assert send is not None and enrollment is not None
     return send, enrollment
 

@@ -11,6 +11,7 @@ from outreach.actors import Actors
 from outreach.app import App
 from outreach.brokers.redis import BatchRedisBroker
 from outreach.claims import Claimer, drop_expired_claims
+from outreach.clock import utcnow
 
 
 def tick(app: App, actors: Actors, now: datetime, *, simulated: bool = False) -> int:
@@ -22,7 +23,8 @@ def tick(app: App, actors: Actors, now: datetime, *, simulated: bool = False) ->
     options: dict[str, Any] = {"max_retries": 0} if simulated else {}
     stamp = now.isoformat() if simulated else None
 
-    drop_expired_claims(app.engine, now)
+    # a simulated `now` ahead of the clock must not drop claims that are still live
+    drop_expired_claims(app.engine, min(now, utcnow()))
     total = 0
     claimer = Claimer(app.engine, now, app.settings.dispatch_lease_seconds)
     while True:

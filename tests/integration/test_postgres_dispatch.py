@@ -137,7 +137,7 @@ def test_unsubscribe_before_smtp_wins_in_a_batch(pg_app: App, sink: SmtpSink) ->
         ready, left = fastpath.prepare_many(pg_app, session, claims, NOW)
     assert len(ready) == 3 and not left
     service.unsubscribe(pg_app, "p1@example.com", NOW)  # reserved, not yet sent
-    outcomes = sorted(o.status for _claim, o in _send_locked(pg_app, ready, NOW))
+    outcomes = sorted(o.status for _claim, o in _send_locked(pg_app, ready, NOW, set()))
     assert outcomes == ["sent", "sent", "skipped"]
     assert sorted(r for m in sink.messages for r in m.rcpt_tos) == [
         "p0@example.com",
@@ -201,3 +201,40 @@ def test_a_stop_during_the_batch_waits_for_it_then_holds(
         rows = session.execute(sa.select(Enrollment.step, Enrollment.state).order_by(Enrollment.id))
         assert [(step, str(state)) for step, state in rows] == [(2, "active"), (2, "stopped")]
     app.close()
+
+
+def test_a_large_claimed_backlog_does_not_exhaust_locks(pg_app: App) -> None:
+    """Passes while 20,000 claimed steps wait for workers must neither fail nor re-claim."""
+    from outreach.claims import Claimer
+
+    with pg_app.engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO sequenceversion (sequence_id, content_hash, snapshot, created_at)"
+                " VALUES ('blast', 'x', '{}', now())"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO prospect (email, fields, score, created_at, updated_at)"
+                " SELECT 'b' || g || '@example.com', '{}', 0, now(), now()"
+                " FROM generate_series(1, 20000) g"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO enrollment (prospect_id, sequence_id, version_id, state, step,"
+                " next_run_at, sender, exclusive, dispatches, enrolled_at, updated_at)"
+                " SELECT id, 'blast', 1, 'active', 1, :due, 'Ann <ann@acme.example>', true, 0,"
+                " now(), now() FROM prospect"
+            ),
+            {"due": NOW},
+        )
+    first = Claimer(pg_app.engine, NOW, 600)
+    claimed = 0
+    while batch := first.next(500):
+        claimed += len(batch)
+    assert claimed == 20000
+    later = NOW + timedelta(seconds=30)
+    for _ in range(3):  # workers are behind: every pass finds the same claimed backlog
+        assert Claimer(pg_app.engine, later, 600).next(500) == []

@@ -20,7 +20,7 @@ def upgrade() -> None:
         "dispatch_claim",
         # no foreign key: checking one takes a share lock on the enrollment row, which
         # writes to its page, the very cost this table is here to avoid
-        sa.Column("enrollment_id", sa.Integer(), primary_key=True),
+        sa.Column("enrollment_id", sa.Integer(), primary_key=True, autoincrement=False),
         sa.Column("step", sa.Integer(), nullable=False),
         sa.Column("until", sa.DateTime(timezone=True), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="1"),
@@ -40,7 +40,7 @@ def upgrade() -> None:
         )
     else:
         op.create_index(
-            "ix_enrollment_due", "enrollment", ["next_run_at", "id", "step"], sqlite_where=active
+            "ix_enrollment_due", "enrollment", ["next_run_at", "id"], sqlite_where=active
         )
 
 
