@@ -4,7 +4,7 @@ record.
 Each step keeps the promises it has when run alone: it is checked under its enrollment's
 lock and reserved in the ledger before SMTP, so a batch redelivered or cut off sends nothing
 twice; and a stop, reply or unsubscribe recorded before a message's SMTP began wins. On
-PostgreSQL each group of RECORD_EVERY steps, once reserved, holds its enrollments' row
+PostgreSQL each group of steps, once reserved, holds its enrollments' row
 locks from a last check until its sends are recorded, so such a change waits instead of
 racing it; elsewhere each message is checked again just before SMTP. Steps the fast path
 cannot take run one by one through `dispatch.run_step`.
@@ -28,9 +28,6 @@ from outreach.outcomes import RELEASE, Outcome, record_sent, write_sent
 Claim = tuple[int, int]
 # the longest a batch keeps speaking SMTP; what is left is released for a later batch
 LOCK_BUDGET_SECONDS = 20.0
-# sends are recorded (and locks let go) this often: a worker killed mid-batch leaves at
-# most this many messages whose fate is unknown
-RECORD_EVERY = 25
 
 WANTED = (
     sa.select(E.c.id, E.c.step)
@@ -48,17 +45,17 @@ WANTED = (
 def run_batch(app: App, claims: list[Claim], now: datetime) -> list[tuple[Claim, Outcome]]:
     """Run every claimed step; a transient refusal comes back as a 'retry' outcome.
 
-    Steps are reserved and recorded RECORD_EVERY at a time, so a worker killed mid-batch
-    leaves at most that many reservations whose fate is unknown.
+    Steps are reserved and recorded a group of OUTREACH_SEND_BATCH_SIZE at a time (the
+    whole batch, as the scheduler makes them), so a worker killed mid-batch leaves at most
+    that many reservations whose fate is unknown: a smaller size trades speed for fewer.
     """
+    group = app.settings.send_batch_size
     send = _send_locked if is_postgres(app.engine) else _send_checked
     results: list[tuple[Claim, Outcome]] = []
     left: list[Claim] = []
-    for start in range(0, len(claims), RECORD_EVERY):
+    for start in range(0, len(claims), group):
         with transaction(app.engine) as session:
-            ready, passed = fastpath.prepare_many(
-                app, session, claims[start : start + RECORD_EVERY], now
-            )
+            ready, passed = fastpath.prepare_many(app, session, claims[start : start + group], now)
         attempted: set[int] = set()
         try:
             results += send(app, ready, now, attempted)

@@ -13,7 +13,7 @@ enrollment at a time, with the full ORM.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -224,8 +224,6 @@ def _prepare_email(
         enrollments.pause(session, enrollment, f"cannot build the message: {exc}", now)
         return Outcome("paused", str(exc))
     send_id = ledger.reserve(session, existing, composed, enrollment.id, step.number, now)
-    # while the send is in flight, the scheduler must not hand the step out again
-    enrollment.next_run_at = now + timedelta(seconds=app.settings.send_inflight_seconds)
     return Prepared(
         send_id=send_id,
         enrollment_id=enrollment.id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -56,11 +56,6 @@ LOAD = (
     .where(E.c.id.in_(sa.bindparam("ids", expanding=True)))
     .order_by(E.c.id)  # the same lock order everywhere: no deadlocks between batches
     .with_for_update(of=E)
-)
-LEASE = (
-    sa.update(E)
-    .where(E.c.id.in_(sa.bindparam("ids", expanding=True)))
-    .values(next_run_at=sa.bindparam("until"))
 )
 INSERT_SEND = sa.insert(S).returning(S.c.id, S.c.enrollment_id)
 
@@ -179,8 +174,12 @@ def within_limits(
     return allowed, over
 
 
-def reserve(session: Session, drafts: list[Draft], now: datetime, inflight: timedelta) -> list[int]:
-    """Reserve every draft in the ledger and lease its enrollment; returns the send ids."""
+def reserve(session: Session, drafts: list[Draft], now: datetime) -> list[int]:
+    """Reserve every draft in the ledger; returns the send ids.
+
+    The step's claim keeps it from being handed out again while it is in flight, so the
+    enrollment row is not touched here.
+    """
     new = [d for d in drafts if d.row.send_id is None]
     ids: dict[int, int] = {}
     connection = session.connection()
@@ -195,9 +194,6 @@ def reserve(session: Session, drafts: list[Draft], now: datetime, inflight: time
             ids[item.enrollment_id] = ledger.reserve(
                 session, existing, item.composed, item.enrollment_id, item.step, now
             )
-    leased = [d.enrollment_id for d in drafts]
-    if leased:
-        session.connection().execute(LEASE, {"ids": leased, "until": now + inflight})
     return [ids[d.enrollment_id] for d in drafts]
 
 
@@ -253,6 +249,5 @@ def prepare_many(
             drafts.append(item)
     drafts, over = within_limits(session, drafts, now)
     left += [(d.enrollment_id, d.step) for d in over]
-    inflight = timedelta(seconds=app.settings.send_inflight_seconds)
-    send_ids = reserve(session, drafts, now, inflight)
+    send_ids = reserve(session, drafts, now)
     return [prepared(app, d, i) for d, i in zip(drafts, send_ids, strict=True)], left
