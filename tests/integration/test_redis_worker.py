@@ -23,7 +23,8 @@ from outreach.runtime import start
 from tests.conftest import make_settings, write_blast
 from tests.conftest_smtp import SmtpSink
 
-FAST = {"dispatch_lease_seconds": 3, "send_inflight_seconds": 4}
+# short leases so the test sees recovery; small batches so kills cut through several
+FAST = {"dispatch_lease_seconds": 3, "send_inflight_seconds": 4, "send_batch_size": 10}
 
 
 @pytest.fixture
@@ -55,6 +56,7 @@ def worker_env(app: App) -> dict[str, str]:
         OUTREACH_SECRET_KEY=s.secret_key or "",
         OUTREACH_DISPATCH_LEASE_SECONDS=str(s.dispatch_lease_seconds),
         OUTREACH_SEND_INFLIGHT_SECONDS=str(s.send_inflight_seconds),
+        OUTREACH_SEND_BATCH_SIZE=str(s.send_batch_size),
     )
     return env
 
@@ -114,7 +116,9 @@ def test_sigkilled_worker_leaves_no_duplicate_and_no_silent_loss(
     deadline = time.monotonic() + 120
     try:
         for _ in range(3):
-            drive(stack, time.monotonic() + 1.5, lambda: False)
+            # kill only once this worker is visibly sending, whatever its start-up time
+            before = len(sink.messages)
+            drive(stack, time.monotonic() + 30, lambda b=before: len(sink.messages) >= b + 5)
             kill(worker)
             worker = start_worker(stack, workdir)
         sink.hang.clear()
@@ -122,6 +126,7 @@ def test_sigkilled_worker_leaves_no_duplicate_and_no_silent_loss(
     finally:
         kill(worker)
     received = Counter(r for m in sink.messages for r in m.rcpt_tos)
+    assert len(received) >= 15, "the workers were sending when they were killed"
     assert max(received.values()) == 1, "nobody was mailed twice"
     with transaction(stack.engine) as session:
         ledger = {s.to_email: s.status for s in session.scalars(sa.select(Send))}
