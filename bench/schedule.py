@@ -43,12 +43,12 @@ def populate(url: str, total: int, due: int) -> None:
         c.execute(
             sa.text("""
             INSERT INTO enrollment (prospect_id, sequence_id, version_id, state, step, next_run_at,
-                sender, exclusive, dispatches, enrolled_at, updated_at)
+                sender, exclusive, enrolled_at, updated_at)
             SELECT g, 'bench', 1, 'active', 1,
                 CASE WHEN g % (:total / :due) = 0
                      THEN CAST(:now AS timestamptz) - interval '1 minute'
                      ELSE CAST(:now AS timestamptz) + (g % 1000) * interval '1 hour' END,
-                'Ann <ann@acme.example>', true, 0, now(), now()
+                'Ann <ann@acme.example>', true, now(), now()
             FROM generate_series(1, :total) g"""),
             {"total": total, "due": due, "now": NOW},
         )

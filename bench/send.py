@@ -108,12 +108,12 @@ def enroll_all(settings: Settings, n: int, now: datetime) -> None:
         c.execute(
             sa.text("""
             INSERT INTO enrollment (prospect_id, sequence_id, version_id, state, step, next_run_at,
-                sender, exclusive, dispatches, enrolled_at, updated_at)
+                sender, exclusive, enrolled_at, updated_at)
             SELECT id, 'bench', :v, 'active', 1,
                 CASE WHEN id <= :warm THEN :early ELSE :now END,
                 CASE WHEN id % 2 = 0 THEN 'Ann Rep <ann@acme.example>'
                      ELSE 'Bo Rep <bo@acme.example>' END,
-                true, 0, now(), now()
+                true, now(), now()
             FROM prospect"""),
             {"v": version.id, "now": now, "warm": WARM, "early": now - timedelta(hours=1)},
         )

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _upgrade_lock = threading.Lock()
@@ -53,11 +53,6 @@ def _sqlite_begin(connection: sa.Connection) -> None:
 def is_postgres(engine: sa.Engine) -> bool:
     """True on PostgreSQL, where row locks and SKIP LOCKED exist."""
     return engine.dialect.name == "postgresql"
-
-
-def sessions(engine: sa.Engine) -> sessionmaker[Session]:
-    """A session factory whose objects stay readable after commit."""
-    return sessionmaker(engine, expire_on_commit=False)
 
 
 @contextmanager

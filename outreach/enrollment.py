@@ -123,14 +123,6 @@ def pause(session: Session, enrollment: Enrollment, reason: str, now: datetime) 
     events.for_enrollment(session, enrollment, EventType.PAUSED, now, reason=reason)
 
 
-def pause_until(
-    session: Session, enrollment: Enrollment, until: datetime, reason: str, now: datetime
-) -> None:
-    """Pause with a date: the scheduler resumes it then (an out-of-office, say)."""
-    pause(session, enrollment, reason, now)
-    enrollment.next_run_at = until
-
-
 def resume(session: Session, sequence: Sequence, enrollment: Enrollment, now: datetime) -> None:
     """Continue a paused enrollment at the window's next opening.
 

@@ -156,7 +156,6 @@ class Enrollment(SQLModel, table=True):
     owner: str | None = None
     reason: str | None = None
     exclusive: bool = True
-    dispatches: int = 0
     enrolled_at: datetime = _when()
     updated_at: datetime = _when()
 

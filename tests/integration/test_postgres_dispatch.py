@@ -224,8 +224,8 @@ def test_a_large_claimed_backlog_does_not_exhaust_locks(pg_app: App) -> None:
         connection.execute(
             sa.text(
                 "INSERT INTO enrollment (prospect_id, sequence_id, version_id, state, step,"
-                " next_run_at, sender, exclusive, dispatches, enrolled_at, updated_at)"
-                " SELECT id, 'blast', 1, 'active', 1, :due, 'Ann <ann@acme.example>', true, 0,"
+                " next_run_at, sender, exclusive, enrolled_at, updated_at)"
+                " SELECT id, 'blast', 1, 'active', 1, :due, 'Ann <ann@acme.example>', true,"
                 " now(), now() FROM prospect"
             ),
             {"due": NOW},

@@ -27,6 +27,8 @@ def upgrade() -> None:
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_dispatch_claim_until", "dispatch_claim", ["until"])
+    with op.batch_alter_table("enrollment") as batch_op:
+        batch_op.drop_column("dispatches")  # claims count attempts now
     op.drop_index("ix_enrollment_due", table_name="enrollment")
     active = sa.text("state = 'active'")
     if op.get_bind().dialect.name == "postgresql":
@@ -45,6 +47,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("enrollment") as batch_op:
+        batch_op.add_column(
+            sa.Column("dispatches", sa.Integer(), nullable=False, server_default="0")
+        )
     op.drop_index("ix_enrollment_due", table_name="enrollment")
     op.create_index(
         "ix_enrollment_due",
