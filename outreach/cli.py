@@ -422,6 +422,148 @@ def unsubscribe(email: str, now: NowOpt = None) -> None:
 
 
 @cli.command()
+def ingest(
+    files: Annotated[
+        list[str] | None, typer.Argument(help=".eml, mbox, Maildir or - for stdin")
+    ] = None,
+    now: NowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Process inbound messages: replies, bounces, auto-replies, complaints, unsubscribes."""
+    from outreach.inbound import sources
+    from outreach.inbound.ingest import ingest as ingest_one
+
+    when = parse_now(now)
+    results: list[dict[str, Any]] = []
+    problems: list[str] = []
+    with opened() as app, _progress("ingesting", as_json or not files) as advance:
+        for item in sources.read(files or ["-"]):
+            if isinstance(item, sources.Unreadable):
+                problems.append(f"{item.source}: {item.reason}")
+                continue
+            source, raw = item
+            results.append(ingest_one(app, raw, when, source).to_json())
+            advance(1)
+    if as_json:
+        emit(results)
+    else:
+        _print_ingested(results)
+    _fail_if(problems)
+
+
+def _print_ingested(results: list[dict[str, Any]]) -> None:
+    table = Table("source", "kind", "status", "match", "prospect", "what changed")
+    for r in results:
+        effects = r["effects"] or ([r["error"]] if r["error"] else [])
+        status = "duplicate" if r["duplicate"] else r["status"]
+        table.add_row(
+            r["source"], r["kind"], status, r["match"] or "", r["email"] or "", "; ".join(effects)
+        )
+    out.print(table)
+    kept = sum(1 for r in results if r["status"] != "processed" and not r["duplicate"])
+    if kept:
+        out.print(f"{kept} message(s) kept unmatched or unreadable: `outreach inbox --unmatched`")
+
+
+@cli.command()
+def classify(
+    files: Annotated[list[str], typer.Argument(help=".eml, mbox or Maildir")],
+    now: NowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Say what each message is, why, and which enrollment it matches; changes nothing."""
+    from outreach.inbound import sources
+    from outreach.inbound.explain import explain
+
+    when = parse_now(now)
+    answers: list[dict[str, Any]] = []
+    problems: list[str] = []
+    with opened() as app:
+        for item in sources.read(files):
+            if isinstance(item, sources.Unreadable):
+                problems.append(f"{item.source}: {item.reason}")
+                continue
+            source, raw = item
+            answers.append({"file": source, **explain(app, raw, when)})
+    if as_json:
+        emit(answers)
+    else:
+        for a in answers:
+            _print_answer(a)
+    _fail_if(problems)
+
+
+def _print_answer(answer: dict[str, Any]) -> None:
+    out.print(f"[bold]{answer['file']}[/bold]: {answer['kind']}")
+    bounce = answer.get("bounce")
+    if bounce:
+        hard = "hard" if bounce["hard"] else "soft"
+        who = ", ".join(r["address"] or "?" for r in bounce["recipients"])
+        out.print(f"  {hard} bounce {bounce['status'] or ''} {bounce['reason']}: {who}")
+    if answer.get("intent"):
+        out.print(f"  intent: {answer['intent']}")
+    if answer.get("return_date"):
+        out.print(f"  back on: {answer['return_date']}")
+    match = answer.get("match")
+    where = f"{match['email']} ({match['method']})" if match else "no enrollment"
+    out.print(f"  matches: {where}")
+    for why in answer["why"]:
+        out.print(f"  - {why}")
+    if answer.get("text"):
+        out.print("  text: " + answer["text"].replace("\n", "\n        "))
+
+
+@cli.command()
+def inbox(
+    once: Annotated[bool, typer.Option("--once", help="one pass, then exit")] = False,
+    unmatched: Annotated[
+        bool, typer.Option("--unmatched", help="list kept messages nothing matched")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Poll the IMAP mailbox (OUTREACH_IMAP_URL) and ingest what arrives."""
+    if unmatched:
+        _list_unmatched(as_json)
+        return
+    from outreach.inbound.mailbox import watch
+
+    with opened() as app:
+        if not app.settings.imap_url:
+            raise InputError("OUTREACH_IMAP_URL is not set (imaps://user:pass@host/INBOX)")
+        stopping = None if once else _stop_flag()
+        count = watch(app, app.settings.imap_url, once=once, should_stop=stopping)
+    if as_json:
+        emit({"ingested": count})
+    else:
+        out.print(f"ingested {count} message(s)")
+
+
+def _list_unmatched(as_json: bool) -> None:
+    from outreach.inbound.ingest import listing
+    from outreach.models import InboundStatus
+
+    with opened() as app, transaction(app.engine) as session:
+        rows = listing(session, [InboundStatus.UNMATCHED, InboundStatus.ERROR])
+    if as_json:
+        emit(rows)
+        return
+    table = Table("id", "received", "status", "kind", "from", "subject", "source", "why")
+    for r in rows:
+        why = r["error"] or "; ".join(r["why"])
+        table.add_row(
+            str(r["id"]),
+            r["received_at"],
+            r["status"],
+            r["kind"],
+            r["from"] or "",
+            r["subject"] or "",
+            r["source"],
+            why,
+        )
+    out.print(table)
+
+
+@cli.command()
 def demo(
     now: NowOpt = None,
     days: Annotated[int, typer.Option("--days")] = 14,

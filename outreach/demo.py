@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,8 @@ from outreach import calls as call_queue
 from outreach import reports, service
 from outreach.app import App, build_app
 from outreach.db import transaction
-from outreach.models import Event, Prospect
+from outreach.inbound.ingest import ingest
+from outreach.models import Event, Prospect, Send, SendStatus
 from outreach.runtime import start
 from outreach.settings import Settings
 
@@ -98,12 +102,97 @@ def _fix_missing_company(app: App, at: datetime) -> None:
     service.resume(app, "lukas.meyer@alpenwerk.example", at)
 
 
+@dataclass
+class Answer:
+    """Mail a prospect's side sends back in the story, once our first email reached them."""
+
+    after_hours: int
+    email: str
+    kind: str
+    done: bool = False
+
+
+ANSWERS = [
+    Answer(26, "maria.lindqvist@northwind.example", "interested"),
+    Answer(20, "sam.carter@brightpath.example", "bounce"),
+    Answer(30, "priya.nair@kestrel.example", "out_of_office"),
+    Answer(60, "dana.wells@greenfield.example", "not_interested"),
+]
+
+
+def _first_send(app: App, email: str) -> Send | None:
+    with transaction(app.engine) as session:
+        return session.scalars(
+            select(Send)
+            .where(Send.to_email == email, Send.status == SendStatus.SENT)
+            .order_by(col(Send.id))
+        ).first()
+
+
+def _answer_mail(answer: Answer, send: Send, at: datetime) -> bytes:
+    msg = EmailMessage()
+    msg["Date"] = format_datetime(at)
+    msg["Message-ID"] = f"<demo-{answer.kind}-{answer.email}>"
+    sender = send.sender_email
+    if answer.kind == "bounce":
+        msg["From"] = "Mail Delivery System <MAILER-DAEMON@mx.brightpath.example>"
+        msg["To"] = sender
+        msg["Subject"] = "Undelivered Mail Returned to Sender"
+        msg.set_content(
+            f"This is the mail system at host mx.brightpath.example.\n\n"
+            f"<{answer.email}>: host mx.brightpath.example said: 550 5.1.1 "
+            f"<{answer.email}>: Recipient address rejected: User unknown\n"
+        )
+        original = EmailMessage()
+        original["From"], original["To"] = sender, answer.email
+        original["Subject"], original["Message-ID"] = send.subject, send.message_id
+        msg.add_attachment(original.as_bytes(), maintype="text", subtype="rfc822-headers")
+        msg.replace_header("Content-Type", msg["Content-Type"].replace("mixed", "report"))
+        return msg.as_bytes()
+    msg["From"] = answer.email
+    msg["To"] = sender
+    msg["In-Reply-To"] = send.message_id
+    msg["References"] = send.message_id
+    first = answer.email.split(".")[0].title()
+    if answer.kind == "out_of_office":
+        back = (at + timedelta(days=8)).strftime("%d %B %Y")
+        msg["Subject"] = f"Automatic reply: {send.subject}"
+        msg["Auto-Submitted"] = "auto-replied"
+        msg.set_content(f"Hi, I am out of the office until {back} with limited access to email.")
+        return msg.as_bytes()
+    msg["Subject"] = f"Re: {send.subject}"
+    text = {
+        "interested": "Hi Ann,\n\nYes, this is interesting. Could we talk on Thursday at 10?",
+        "not_interested": "Thanks, but we are not interested at the moment.",
+    }[answer.kind]
+    quoted = f"On {send.sent_at:%a %d %b %Y}, Ann Rep <{sender}> wrote:\n> {send.subject}"
+    msg.set_content(f"{text}\n\n{first}\n\n{quoted}\n")
+    return msg.as_bytes()
+
+
+def _mail_back(app: App, started: datetime, at: datetime, notes: list[str]) -> None:
+    for answer in ANSWERS:
+        if answer.done or at < started + timedelta(hours=answer.after_hours):
+            continue
+        send = _first_send(app, answer.email)
+        if send is None:
+            continue
+        answer.done = True
+        result = ingest(app, _answer_mail(answer, send, at), at, source=f"demo:{answer.kind}")
+        notes.append(
+            f"{at:%a %d %b %H:%M} UTC: {answer.email} sent a {result.kind} "
+            f"({answer.kind.replace('_', ' ')}): " + "; ".join(result.effects)
+        )
+
+
 def run_demo(now: datetime | None, *, days: int, console: Console, as_json: bool) -> None:
     """Run the story and print the timeline, the funnel and the call queue."""
     app = build_app(_settings(Path(".outreach-demo")))
     runtime = start(app, threads=4)
     start_at = _start_time(now)
     notes: list[str] = []
+    for answer in ANSWERS:
+        answer.done = False
     try:
         _seed(app, start_at, notes)
         for hour in range(days * 24):
@@ -114,6 +203,7 @@ def run_demo(now: datetime | None, *, days: int, console: Console, as_json: bool
                     f"{at:%a %d %b %H:%M} UTC: Lukas's company filled in, enrollment resumed"
                 )
             runtime.tick(at, simulated=True)
+            _mail_back(app, start_at, at, notes)
         _report(app, console, as_json, notes)
     finally:
         runtime.close()
@@ -168,12 +258,7 @@ def _local(at: datetime, tz: str | None) -> str:
 def _print_timeline(console: Console, timeline: list[dict[str, Any]]) -> None:
     table = Table("UTC", "prospect's time", "prospect", "event", "step", "detail", title="Timeline")
     for row in timeline:
-        detail = (
-            row["detail"].get("template")
-            or row["detail"].get("reason")
-            or row["detail"].get("note")
-            or ""
-        )
+        detail = _detail(row["detail"])
         table.add_row(
             row["at"][5:16].replace("T", " "),
             row["local"],
@@ -183,6 +268,19 @@ def _print_timeline(console: Console, timeline: list[dict[str, Any]]) -> None:
             str(detail),
         )
     console.print(table)
+
+
+def _detail(data: dict[str, Any]) -> str:
+    if "intent" in data:
+        return f"{data['intent']}: {' '.join(str(data.get('text', '')).split())}"
+    if "return_date" in data:
+        return f"out of office, back {data['return_date']}"
+    if "until" in data:
+        return f"{data.get('reason', '')} (resumes {data['until'][:16]})"
+    for key in ("template", "reason", "note", "outcome"):
+        if data.get(key):
+            return str(data[key])
+    return ""
 
 
 def _cut(text: str, width: int = 60) -> str:

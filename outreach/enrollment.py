@@ -118,6 +118,7 @@ def pause(session: Session, enrollment: Enrollment, reason: str, now: datetime) 
     """Hold an enrollment until someone resumes it."""
     enrollment.state = EnrollmentState.PAUSED
     enrollment.next_run_at = None
+    enrollment.resume_at = None
     enrollment.reason = reason
     enrollment.updated_at = now
     events.for_enrollment(session, enrollment, EventType.PAUSED, now, reason=reason)
@@ -141,6 +142,7 @@ def resume(session: Session, sequence: Sequence, enrollment: Enrollment, now: da
         skipped_at = send.started_at or send.created_at
     enrollment.state = EnrollmentState.ACTIVE
     enrollment.reason = None
+    enrollment.resume_at = None
     enrollment.updated_at = now
     events.for_enrollment(session, enrollment, EventType.RESUMED, now)
     if enrollment.step > len(sequence.steps):
@@ -162,6 +164,7 @@ def stop(session: Session, enrollment: Enrollment, reason: str, now: datetime) -
     """End an enrollment by hand."""
     enrollment.state = EnrollmentState.STOPPED
     enrollment.next_run_at = None
+    enrollment.resume_at = None
     enrollment.reason = reason
     enrollment.updated_at = now
 

@@ -143,6 +143,12 @@ class Enrollment(SQLModel, table=True):
             postgresql_where=sa.text("state IN ('active', 'paused')"),
             sqlite_where=sa.text("state IN ('active', 'paused')"),
         ),
+        sa.Index(
+            "ix_enrollment_resume",
+            "resume_at",
+            postgresql_where=sa.text("resume_at IS NOT NULL"),
+            sqlite_where=sa.text("resume_at IS NOT NULL"),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     prospect_id: int = Field(foreign_key="prospect.id", index=True)
@@ -155,6 +161,8 @@ class Enrollment(SQLModel, table=True):
     sender: str
     owner: str | None = None
     reason: str | None = None
+    # set while an out-of-office pause waits for the person's return: the scheduler resumes it
+    resume_at: datetime | None = _when(nullable=True)
     exclusive: bool = True
     enrolled_at: datetime = _when()
     updated_at: datetime = _when()
@@ -182,6 +190,7 @@ class Send(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("enrollment_id", "step"),
         sa.Index("ix_send_sender_started", "sender_email", "started_at"),
+        sa.Index("ix_send_to_email", "to_email"),
     )
     id: int | None = Field(default=None, primary_key=True)
     enrollment_id: int = Field(foreign_key="enrollment.id")
@@ -231,6 +240,39 @@ class CallTask(SQLModel, table=True):
     outcome: str | None = None
     created_at: datetime = _when()
     done_at: datetime | None = _when(nullable=True)
+
+
+class InboundStatus(StrEnum):
+    """What became of an inbound message."""
+
+    PROCESSED = "processed"  # matched and acted on
+    UNMATCHED = "unmatched"  # kept: no enrollment or prospect found
+    ERROR = "error"  # kept: it could not be read
+
+
+class InboundMessage(SQLModel, table=True):
+    """Every message outreach read, kept with its raw bytes: none is ever dropped."""
+
+    __tablename__ = "inbound_message"
+    id: int | None = Field(default=None, primary_key=True)
+    # one row per message however often it arrives (IMAP, webhook, a file ingested twice)
+    dedupe_key: str = Field(sa_column=Column(sa.String(64), nullable=False, unique=True))
+    source: str
+    received_at: datetime = _when()
+    status: InboundStatus = Field(sa_column=Column(sa.String(20), nullable=False, index=True))
+    kind: str = Field(sa_column=Column(sa.String(20), nullable=False))
+    match: str | None = None  # how it was matched: in_reply_to, references, bounce_original...
+    prospect_id: int | None = Field(default=None, foreign_key="prospect.id", index=True)
+    enrollment_id: int | None = Field(default=None, foreign_key="enrollment.id")
+    step: int | None = None
+    from_email: str | None = None
+    subject: str | None = None
+    message_id: str | None = Field(default=None, sa_column=Column(sa.String(998)))
+    size: int = 0
+    classification: dict[str, Any] = _json()
+    effects: list[str] = Field(default_factory=list, sa_column=Column(sa.JSON(), nullable=False))
+    error: str | None = None
+    raw: bytes = Field(sa_column=Column(sa.LargeBinary(), nullable=False))
 
 
 class Meta(SQLModel, table=True):

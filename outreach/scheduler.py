@@ -12,6 +12,8 @@ from outreach.app import App
 from outreach.brokers.redis import BatchRedisBroker
 from outreach.claims import Claimer, drop_expired_claims
 from outreach.clock import utcnow
+from outreach.db import transaction
+from outreach.inbound.effects import wake_due
 
 
 def tick(app: App, actors: Actors, now: datetime, *, simulated: bool = False) -> int:
@@ -25,6 +27,7 @@ def tick(app: App, actors: Actors, now: datetime, *, simulated: bool = False) ->
 
     # a simulated `now` ahead of the clock must not drop claims that are still live
     drop_expired_claims(app.engine, min(now, utcnow()))
+    wake_returning(app, now)
     total = 0
     claimer = Claimer(app.engine, now, app.settings.dispatch_lease_seconds)
     while True:
@@ -34,6 +37,17 @@ def tick(app: App, actors: Actors, now: datetime, *, simulated: bool = False) ->
         enqueue(actors, [([list(c) for c in batch], stamp) for batch in batches], options)
         total += len(claimed)
         if len(claimed) < app.settings.batch_size:
+            return total
+
+
+def wake_returning(app: App, now: datetime) -> int:
+    """Resume enrollments paused by an out-of-office answer whose return date has come."""
+    total = 0
+    while True:
+        with transaction(app.engine) as session:
+            count = wake_due(session, app.versions, now, app.settings.batch_size)
+        total += count
+        if count < app.settings.batch_size:
             return total
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
@@ -30,13 +31,29 @@ def suppress(
     now: datetime,
     state: EnrollmentState = EnrollmentState.UNSUBSCRIBED,
     event: EventType = EventType.UNSUBSCRIBED,
+    *,
+    enrollment: Enrollment | None = None,
+    step: int | None = None,
+    **data: Any,
 ) -> int:
-    """Suppress the address and end every open enrollment; returns how many ended."""
+    """Suppress the address and end every open enrollment; returns how many ended.
+
+    The event is credited to `enrollment` and `step` when the cause answered a message.
+    """
     if not is_suppressed(session, prospect.email):
         session.add(Suppression(email=prospect.email, reason=reason, created_at=now))
     assert prospect.id is not None
     ended = end_open(session, prospect.id, state, reason, now)
-    events.record(session, event, now, prospect_id=prospect.id, reason=reason)
+    events.record(
+        session,
+        event,
+        now,
+        prospect_id=prospect.id,
+        enrollment=enrollment,
+        step=step,
+        reason=reason,
+        **data,
+    )
     return ended
 
 
@@ -54,6 +71,7 @@ def end_open(
     for enrollment in session.scalars(query):
         enrollment.state = state
         enrollment.next_run_at = None
+        enrollment.resume_at = None
         enrollment.reason = reason
         enrollment.updated_at = now
         ended += 1

@@ -7,6 +7,7 @@ import datetime as dt
 import socket
 import ssl
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     mail_options: list[str] = field(default_factory=list)
+    at: float = field(default_factory=time.monotonic)  # when the server took it
 
 
 class SinkHandler:

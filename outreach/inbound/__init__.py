@@ -1,0 +1,1 @@
+"""Mail outreach reads: parsing, classification, matching and what each message does."""

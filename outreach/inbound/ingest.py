@@ -1,0 +1,178 @@
+"""Ingesting one inbound message: keep it, classify it, match it and act on it, once.
+
+Every message is stored with its raw bytes, whatever happens: one that cannot be read is
+kept as `error`, one that matches nothing as `unmatched`, and both are listed by
+`outreach inbox --unmatched`. A message seen again (the same file twice, IMAP after a
+restart, a webhook retry) finds its first copy by its key and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import Message
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlmodel import col, select
+
+from outreach.app import App
+from outreach.db import transaction
+from outreach.inbound import matching, mime
+from outreach.inbound.classify import Classification, classify
+from outreach.inbound.effects import Effects
+from outreach.inbound.types import Kind
+from outreach.models import InboundMessage, InboundStatus
+
+MAX_KEPT_BYTES = 50 * 1024 * 1024  # a message larger than this is kept cut to this size
+log = logging.getLogger("outreach.inbound")
+
+
+@dataclass
+class Ingested:
+    """What ingesting one message did."""
+
+    id: int | None
+    source: str
+    kind: str
+    status: str
+    duplicate: bool = False
+    match: str | None = None
+    email: str | None = None
+    sequence: str | None = None
+    step: int | None = None
+    effects: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def dedupe_key(msg: Message | None, raw: bytes) -> str:
+    """One key per message however it arrives: its identifying headers, else its bytes."""
+    if msg is not None:
+        message_id = mime.header(msg, "Message-ID")
+        if message_id:
+            parts = [message_id, *(mime.header(msg, h) for h in ("From", "Date", "Subject"))]
+            return hashlib.sha256("\x00".join(parts).encode("utf-8", "replace")).hexdigest()
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _read(raw: bytes, now: datetime) -> tuple[Message | None, Classification, str | None]:
+    try:
+        msg = mime.parse(raw)
+    except Exception as exc:  # the parser is tolerant; this is a last resort
+        return None, Classification(Kind.UNKNOWN, ["could not be parsed"]), repr(exc)
+    try:
+        return msg, classify(msg, now), None
+    except Exception as exc:
+        log.exception("classifying an inbound message failed")
+        return msg, Classification(Kind.UNKNOWN, ["could not be classified"]), repr(exc)
+
+
+def ingest(app: App, raw: bytes, now: datetime, source: str = "-") -> Ingested:
+    """Keep, classify, match and act on one raw message; its effect happens once."""
+    msg, found, error = _read(raw, now)
+    if msg is not None and not msg.keys() and error is None:
+        error = "no headers: not an email message"
+    with transaction(app.engine) as session:
+        row = _keep(session, msg, raw, found, now, source, error)
+        if row is None:
+            return _duplicate(session, dedupe_key(msg, raw), source)
+        result = Ingested(row.id, source, str(found.kind), str(row.status), error=error)
+        if msg is None or error is not None:
+            return result
+        match = matching.find(session, msg, raw, found, app.secret)
+        if match is None:
+            return result
+        effects = Effects(session, app.versions, now).apply(found, match, row.id)
+        row.status = InboundStatus.PROCESSED
+        row.match = match.method
+        row.prospect_id = match.prospect.id
+        row.enrollment_id = match.enrollment.id if match.enrollment else None
+        row.step = match.step
+        row.effects = effects
+        result.status = str(row.status)
+        result.match = match.method
+        result.email = match.prospect.email
+        result.sequence = match.enrollment.sequence_id if match.enrollment else None
+        result.step = match.step
+        result.effects = effects
+        return result
+
+
+def _keep(
+    session: Session,
+    msg: Message | None,
+    raw: bytes,
+    found: Classification,
+    now: datetime,
+    source: str,
+    error: str | None,
+) -> InboundMessage | None:
+    """Store the message; None when it was stored before (a second copy)."""
+    row = InboundMessage(
+        dedupe_key=dedupe_key(msg, raw),
+        source=source[:500],
+        received_at=now,
+        status=InboundStatus.ERROR if error else InboundStatus.UNMATCHED,
+        kind=str(found.kind),
+        from_email=(mime.sender(msg) if msg is not None else None),
+        subject=(mime.header(msg, "Subject")[:500] if msg is not None else None),
+        message_id=(mime.header(msg, "Message-ID")[:998] if msg is not None else None),
+        size=len(raw),
+        classification=found.to_json(),
+        effects=[],
+        error=error,
+        raw=raw[:MAX_KEPT_BYTES],
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except sa.exc.IntegrityError:
+        return None
+    return row
+
+
+def _duplicate(session: Session, key: str, source: str) -> Ingested:
+    first = session.scalar(select(InboundMessage).where(InboundMessage.dedupe_key == key))
+    assert first is not None
+    return Ingested(
+        first.id,
+        source,
+        first.kind,
+        str(first.status),
+        duplicate=True,
+        match=first.match,
+        effects=["already ingested: nothing changed"],
+    )
+
+
+def listing(
+    session: Session, statuses: list[InboundStatus], limit: int = 200
+) -> list[dict[str, Any]]:
+    """Kept messages in these states, newest first."""
+    rows = session.scalars(
+        select(InboundMessage)
+        .where(col(InboundMessage.status).in_(statuses))
+        .order_by(col(InboundMessage.id).desc())
+        .limit(limit)
+    )
+    return [
+        {
+            "id": r.id,
+            "received_at": r.received_at.isoformat(),
+            "status": str(r.status),
+            "kind": r.kind,
+            "from": r.from_email,
+            "subject": r.subject,
+            "source": r.source,
+            "size": r.size,
+            "error": r.error,
+            "why": r.classification.get("why", []),
+        }
+        for r in rows
+    ]
