@@ -318,11 +318,17 @@ def prospect_(email: str, as_json: JsonOpt = False) -> None:
     out.print(table)
     timeline = Table("at", "event", "sequence", "step", "detail")
     for ev in view["events"]:
-        detail = ", ".join(
-            f"{k}={v}" for k, v in ev.items() if k not in ("type", "at", "sequence", "step")
-        )
+        detail = _event_detail(ev)
         timeline.add_row(ev["at"], ev["type"], ev["sequence"] or "", str(ev["step"] or ""), detail)
     out.print(timeline)
+
+
+def _event_detail(event: dict[str, Any]) -> str:
+    """A timeline line's detail: a reply's intent and text in full, else its fields."""
+    if "text" in event:
+        return f"{event.get('intent', '')}: {event['text']}"
+    skip = ("type", "at", "sequence", "step", "inbound")
+    return ", ".join(f"{k}={v}" for k, v in event.items() if k not in skip)
 
 
 @calls_cli.callback()
