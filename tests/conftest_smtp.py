@@ -28,7 +28,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     mail_options: list[str] = field(default_factory=list)
-    at: float = field(default_factory=time.monotonic)  # when the server took it
+    at: float = field(default_factory=time.monotonic, compare=False)  # when it was taken
 
 
 class SinkHandler:

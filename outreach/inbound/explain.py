@@ -16,18 +16,18 @@ def explain(app: App, raw: bytes, now: datetime) -> dict[str, Any]:
     """The classifier's answer with the enrollment it matches; the database is only read."""
     msg = mime.parse(raw)
     found = classify(msg, now)
+    answer = found.to_json()
     with Session(app.engine) as session:
         match = matching.find(session, msg, raw, found, app.secret)
+        answer["match"] = (
+            {
+                "method": match.method,
+                "email": match.prospect.email,
+                "sequence": match.enrollment.sequence_id if match.enrollment else None,
+                "step": match.step,
+            }
+            if match
+            else None
+        )
         session.rollback()
-    answer = found.to_json()
-    answer["match"] = (
-        {
-            "method": match.method,
-            "email": match.prospect.email,
-            "sequence": match.enrollment.sequence_id if match.enrollment else None,
-            "step": match.step,
-        }
-        if match
-        else None
-    )
     return answer

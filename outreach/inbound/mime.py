@@ -20,8 +20,8 @@ _TAG_RE = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]+>", re.S | re.I)
 _BLOCK_RE = re.compile(r"<\s*(br|/p|/div|/tr|/li|/h\d|/blockquote|p|div|tr|li)\b[^>]*>", re.I)
 _BLANKS_RE = re.compile(r"[ \t\r\f\v]+")
 _CHARSET_ALIASES = {
-    "unknown-8bit": "latin-1",
-    "x-unknown": "latin-1",
+    "unknown-8bit": "",  # raw 8-bit bytes: UTF-8 when they are, else Latin-1
+    "x-unknown": "",
     "us-ascii": "ascii",
     "ansi_x3.4-1968": "ascii",
     "iso-2022-jp-ms": "iso2022_jp",
@@ -48,6 +48,14 @@ def header(msg: Message, name: str) -> str:
 
 def decode_header(value: object) -> str:
     """RFC 2047 encoded words decoded; anything undecodable kept as best as possible."""
+    if isinstance(value, email.header.Header):
+        # raw 8-bit bytes in a header come back as a Header: decode them ourselves
+        chunks = email.header.decode_header(value)
+        text = "".join(
+            decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk
+            for chunk, charset in chunks
+        )
+        return " ".join(text.split())
     text = str(value)
     if "=?" not in text:
         return " ".join(text.split())

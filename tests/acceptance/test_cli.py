@@ -172,7 +172,55 @@ def test_demo_runs_on_the_defaults(tmp_path: Path) -> None:
     story = json.loads(result.stdout)
     types = {row["type"] for row in story["timeline"]}
     assert {"enrolled", "sent", "paused", "resumed", "call_task", "unsubscribed"} <= types
+    assert {"replied", "bounced", "auto_reply"} <= types
     assert story["calls"] and story["stats"]
+    reasons = {row["reason"] for row in story["calls"]}
+    assert "interested" in reasons and "call_step" in reasons
+    replied = [row for row in story["timeline"] if row["type"] == "replied"]
+    assert any(row["detail"]["intent"] == "interested" for row in replied)
+
+
+def test_ingest_and_classify_a_reply(folder: Path) -> None:
+    run(folder, "import", "--now", MONDAY, str(_people(folder)))
+    run(folder, "enroll", "inbound_follow_up", "ann@example.com", "--now", MONDAY)
+    run(folder, "tick", "--now", "2026-03-02T10:00:00Z")
+    [sent] = (folder / "outbox").glob("*.eml")
+    message_id = next(
+        line.split(":", 1)[1].strip()
+        for line in sent.read_text().splitlines()
+        if line.startswith("Message-ID:")
+    )
+    reply = folder / "reply.eml"
+    reply.write_text(
+        "From: Ann <ann@example.com>\nTo: ann@acme.example\nSubject: Re: hi\n"
+        f"Message-ID: <a1@example.com>\nIn-Reply-To: {message_id}\n\n"
+        "Yes, I am interested. Could we talk on Thursday?\n\n"
+        "On Mon, 2 Mar 2026 at 10:00, Ann Rep <ann@acme.example> wrote:\n"
+        "> Unsubscribe: https://example/u/x\n"
+    )
+    [answer] = json.loads(run(folder, "classify", str(reply), "--json").stdout)
+    assert answer["kind"] == "reply" and answer["intent"] == "interested"
+    assert answer["text"] == "Yes, I am interested. Could we talk on Thursday?"
+    assert answer["match"]["method"] == "in_reply_to" and answer["match"]["step"] == 1
+    assert set(answer) >= {"file", "bounce", "return_date", "why"}
+    timeline = json.loads(run(folder, "prospect", "ann@example.com", "--json").stdout)
+    assert "replied" not in {e["type"] for e in timeline["events"]}  # classify changed nothing
+    run(folder, "ingest", str(reply), "--now", "2026-03-02T12:00:00Z")
+    run(folder, "ingest", str(reply), "--now", "2026-03-02T12:05:00Z")
+    view = json.loads(run(folder, "prospect", "ann@example.com", "--json").stdout)
+    assert [e["type"] for e in view["events"]].count("replied") == 1
+    assert view["enrollments"][0]["state"] == "replied"
+    assert view["engaged"] is True and view["score"] == 10
+    queue = json.loads(run(folder, "calls", "--json").stdout)
+    assert [(c["email"], c["reason"]) for c in queue] == [("ann@example.com", "interested")]
+
+
+def _people(folder: Path) -> Path:
+    csv = folder / "people.csv"
+    csv.write_text(
+        "email,first_name,company,timezone\nann@example.com,Ann,Volvo,Europe/Stockholm\n"
+    )
+    return csv
 
 
 def test_run_sends_due_steps_and_stops_cleanly_on_sigterm(folder: Path) -> None:

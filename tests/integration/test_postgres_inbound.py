@@ -58,9 +58,7 @@ def reply(app: App, enrollment_id: int) -> bytes:
     return msg.as_bytes()
 
 
-def test_reply_racing_the_next_step_wins_when_it_is_in_first(
-    pg_app: App, sink: SmtpSink
-) -> None:
+def test_reply_racing_the_next_step_wins_when_it_is_in_first(pg_app: App, sink: SmtpSink) -> None:
     people = [f"p{i}@example.com" for i in range(PEOPLE)]
     service.enroll_many(pg_app, "blast", people, NOW)
     for enrollment_id, step in claim_due(pg_app.engine, NOW, 100, 600):
