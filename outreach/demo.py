@@ -180,9 +180,21 @@ def _mail_back(app: App, started: datetime, at: datetime, notes: list[str]) -> N
         answer.done = True
         result = ingest(app, _answer_mail(answer, send, at), at, source=f"demo:{answer.kind}")
         notes.append(
-            f"{at:%a %d %b %H:%M} UTC: {answer.email} sent a {result.kind} "
-            f"({answer.kind.replace('_', ' ')}): " + "; ".join(result.effects)
+            f"{at:%a %d %b %H:%M} UTC: mail from {answer.email} read as {result.kind} "
+            f"(matched by {result.match}): " + "; ".join(result.effects)
         )
+        if answer.kind == "interested":
+            _book_meeting(app, answer.email, at + timedelta(hours=3), notes)
+
+
+def _book_meeting(app: App, email: str, at: datetime, notes: list[str]) -> None:
+    """The rep calls the interested prospect back and books a meeting."""
+    with transaction(app.engine) as session:
+        for task in call_queue.queue(session):
+            if task["email"] == email:
+                call_queue.complete(session, task["id"], call_queue.CallOutcome.MEETING, at)
+                notes.append(f"{at:%a %d %b %H:%M} UTC: Ann called {email}: meeting booked")
+                return
 
 
 def run_demo(now: datetime | None, *, days: int, console: Console, as_json: bool) -> None:

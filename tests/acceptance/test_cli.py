@@ -174,8 +174,9 @@ def test_demo_runs_on_the_defaults(tmp_path: Path) -> None:
     assert {"enrolled", "sent", "paused", "resumed", "call_task", "unsubscribed"} <= types
     assert {"replied", "bounced", "auto_reply"} <= types
     assert story["calls"] and story["stats"]
-    reasons = {row["reason"] for row in story["calls"]}
-    assert "interested" in reasons and "call_step" in reasons
+    assert "call_step" in {row["reason"] for row in story["calls"]}
+    assert "meeting_booked" in types  # the interested prospect was called back
+    assert sum(row["meetings"] for row in story["stats"]) == 1
     replied = [row for row in story["timeline"] if row["type"] == "replied"]
     assert any(row["detail"]["intent"] == "interested" for row in replied)
 
