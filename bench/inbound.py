@@ -84,10 +84,10 @@ def time_ingest(messages: list[bytes], database_url: str, work: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared/corpora/bounces")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "tests/corpora/bounces")
     parser.add_argument("--pg", action="store_true", help="also ingest into PostgreSQL")
     args = parser.parse_args()
-    messages = load([args.corpus, ROOT / "tests/fixtures"])
+    messages = load([args.corpus, ROOT / "tests/fixtures"])  # the corpus and reply fixtures
     if not messages:
         sys.exit(f"no .eml files under {args.corpus}")
     count = len(messages)

@@ -16,7 +16,7 @@ from outreach.inbound.dates import guess_language, return_date
 from outreach.inbound.types import AutoReply, Kind
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "autoreplies"
-CORPUS = Path("/work/shared/corpora/bounces")
+CORPUS = Path(__file__).resolve().parents[1] / "corpora" / "bounces"
 RECEIVED = date(2026, 12, 7)  # a Monday
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 

@@ -1,7 +1,8 @@
 """The bounce corpus: every file classifies, and the answers agree with expected.json.
 
-The corpus lives outside the repository (`../shared/corpora/bounces`, or wherever
-OUTREACH_CORPUS_DIR points). Without it these tests skip, except under CI=true.
+The corpus is kept in `tests/corpora/bounces` (from the public sisimai set-of-emails test
+set, BSD-2-Clause; see its README), or wherever OUTREACH_CORPUS_DIR points. Without it
+these tests skip, except under CI=true.
 Run with `-s` to see the agreement figures.
 """
 
@@ -26,11 +27,11 @@ REPORTS = ("bounce", "complaint")
 
 
 def corpus_dir() -> Path:
-    """OUTREACH_CORPUS_DIR, else the shared corpus next to the repository."""
+    """OUTREACH_CORPUS_DIR, else the copy kept in the repository."""
     override = os.environ.get("OUTREACH_CORPUS_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[3] / "shared" / "corpora" / "bounces"
+    return Path(__file__).resolve().parents[1] / "corpora" / "bounces"
 
 
 CORPUS = corpus_dir()
