@@ -440,6 +440,8 @@ def ingest(
     from outreach.inbound.ingest import ingest as ingest_one
 
     when = parse_now(now)
+    if not files and sys.stdin.isatty():
+        raise typer.BadParameter("give .eml, mbox or Maildir paths, or - to read stdin")
     results: list[dict[str, Any]] = []
     problems: list[str] = []
     with opened() as app, _progress("ingesting", as_json or not files) as advance:
@@ -448,7 +450,10 @@ def ingest(
                 problems.append(f"{item.source}: {item.reason}")
                 continue
             source, raw = item
-            results.append(ingest_one(app, raw, when, source).to_json())
+            result = ingest_one(app, raw, when, source)
+            results.append(result.to_json())
+            if result.error and not result.duplicate:
+                problems.append(f"{source}: kept as unreadable: {result.error}")
             advance(1)
     if as_json:
         emit(results)

@@ -57,8 +57,11 @@ def _open_for(session: Session, email: str, sequence_id: str | None) -> list[Enr
 def pause(app: App, email: str, now: datetime, sequence_id: str | None = None) -> int:
     """Pause a prospect's active enrollments by hand."""
     with transaction(app.engine) as session:
+        # an out-of-office pause becomes a pause by hand: no return date resumes it
         active = [
-            e for e in _open_for(session, email, sequence_id) if e.state == EnrollmentState.ACTIVE
+            e
+            for e in _open_for(session, email, sequence_id)
+            if e.state == EnrollmentState.ACTIVE or e.resume_at is not None
         ]
         for enrollment in active:
             enrollments.pause(session, enrollment, "paused by hand", now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -41,7 +42,11 @@ def suppress(
     The event is credited to `enrollment` and `step` when the cause answered a message.
     """
     if not is_suppressed(session, prospect.email):
-        session.add(Suppression(email=prospect.email, reason=reason, created_at=now))
+        try:
+            with session.begin_nested():
+                session.add(Suppression(email=prospect.email, reason=reason, created_at=now))
+        except sa.exc.IntegrityError:
+            pass  # suppressed at the same moment by another cause: suppressed either way
     assert prospect.id is not None
     ended = end_open(session, prospect.id, state, reason, now)
     events.record(

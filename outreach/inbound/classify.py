@@ -81,7 +81,8 @@ def classify(msg: Message, now: datetime) -> Classification:
             unsubscribe_token=token.group(1),
         )
     text = mime.text_body(msg)
-    auto = autoreply.detect(msg, text, received_at(msg, now).date())
+    # a sender's clock ahead of ours must not push a return date further out
+    auto = autoreply.detect(msg, text, min(received_at(msg, now), now).date())
     if auto is not None:
         return Classification(Kind.AUTO_REPLY, list(auto.why), return_date=auto.return_date)
     answer = reply.read_reply(text, subject)

@@ -9,13 +9,17 @@ from sqlalchemy.orm import Session
 
 from outreach.app import App
 from outreach.inbound import matching, mime
-from outreach.inbound.classify import classify
+from outreach.inbound.classify import Classification, classify
+from outreach.inbound.types import Kind
 
 
 def explain(app: App, raw: bytes, now: datetime) -> dict[str, Any]:
     """The classifier's answer with the enrollment it matches; the database is only read."""
     msg = mime.parse(raw)
-    found = classify(msg, now)
+    try:
+        found = classify(msg, now)
+    except Exception as exc:  # one unreadable file must not hide the others' answers
+        found = Classification(Kind.UNKNOWN, [f"could not be classified: {exc!r}"])
     answer = found.to_json()
     with Session(app.engine) as session:
         match = matching.find(session, msg, raw, found, app.secret)

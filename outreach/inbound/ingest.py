@@ -16,7 +16,7 @@ from email.message import Message
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 from sqlmodel import col, select
 
 from outreach.app import App
@@ -78,6 +78,8 @@ def ingest(app: App, raw: bytes, now: datetime, source: str = "-") -> Ingested:
     msg, found, error = _read(raw, now)
     if msg is not None and not msg.keys() and error is None:
         error = "no headers: not an email message"
+        found = Classification(Kind.UNKNOWN, [error])
+    found.text = clean(found.text) if found.text else found.text
     with transaction(app.engine) as session:
         row = _keep(session, msg, raw, found, now, source, error)
         if row is None:
@@ -85,23 +87,59 @@ def ingest(app: App, raw: bytes, now: datetime, source: str = "-") -> Ingested:
         result = Ingested(row.id, source, str(found.kind), str(row.status), error=error)
         if msg is None or error is not None:
             return result
-        match = matching.find(session, msg, raw, found, app.secret)
-        if match is None:
-            return result
-        effects = Effects(session, app.versions, now).apply(found, match, row.id)
-        row.status = InboundStatus.PROCESSED
-        row.match = match.method
-        row.prospect_id = match.prospect.id
-        row.enrollment_id = match.enrollment.id if match.enrollment else None
-        row.step = match.step
-        row.effects = effects
-        result.status = str(row.status)
-        result.match = match.method
-        result.email = match.prospect.email
-        result.sequence = match.enrollment.sequence_id if match.enrollment else None
-        result.step = match.step
-        result.effects = effects
+        try:
+            # the message is kept whatever happens next: a failure here undoes only its effects
+            with session.begin_nested():
+                _act(app, session, msg, raw, found, now, row, result)
+        except Exception as exc:
+            log.exception("acting on inbound message %s failed", row.id)
+            row.status = InboundStatus.ERROR
+            row.error = result.error = clean(f"could not be processed: {exc!r}")[:2000]
+            result.status = str(row.status)
         return result
+
+
+def _act(
+    app: App,
+    session: Session,
+    msg: Message,
+    raw: bytes,
+    found: Classification,
+    now: datetime,
+    row: InboundMessage,
+    result: Ingested,
+) -> None:
+    match = matching.find(session, msg, raw, found, app.secret)
+    if match is None:
+        return
+    effects = Effects(session, app.versions, now).apply(found, match, row.id)
+    row.status = InboundStatus.PROCESSED
+    row.match = match.method
+    row.prospect_id = match.prospect.id
+    row.enrollment_id = match.enrollment.id if match.enrollment else None
+    row.step = match.step
+    row.effects = effects
+    result.status = str(row.status)
+    result.match = match.method
+    result.email = match.prospect.email
+    result.sequence = match.enrollment.sequence_id if match.enrollment else None
+    result.step = match.step
+    result.effects = effects
+
+
+def clean(text: str) -> str:
+    """Text a database takes: PostgreSQL refuses NUL characters."""
+    return text.replace("\x00", "")
+
+
+def _cleaned(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, list):
+        return [_cleaned(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _cleaned(v) for k, v in value.items()}
+    return value
 
 
 def _keep(
@@ -116,17 +154,17 @@ def _keep(
     """Store the message; None when it was stored before (a second copy)."""
     row = InboundMessage(
         dedupe_key=dedupe_key(msg, raw),
-        source=source[:500],
+        source=clean(source)[:500],
         received_at=now,
         status=InboundStatus.ERROR if error else InboundStatus.UNMATCHED,
         kind=str(found.kind),
-        from_email=(mime.sender(msg) if msg is not None else None),
-        subject=(mime.header(msg, "Subject")[:500] if msg is not None else None),
-        message_id=(mime.header(msg, "Message-ID")[:998] if msg is not None else None),
+        from_email=(clean(mime.sender(msg) or "")[:320] or None) if msg is not None else None,
+        subject=(clean(mime.header(msg, "Subject"))[:500] if msg is not None else None),
+        message_id=(clean(mime.header(msg, "Message-ID"))[:998] if msg is not None else None),
         size=len(raw),
-        classification=found.to_json(),
+        classification=_cleaned(found.to_json()),
         effects=[],
-        error=error,
+        error=clean(error) if error else None,
         raw=raw[:MAX_KEPT_BYTES],
     )
     try:
@@ -154,9 +192,10 @@ def _duplicate(session: Session, key: str, source: str) -> Ingested:
 def listing(
     session: Session, statuses: list[InboundStatus], limit: int = 200
 ) -> list[dict[str, Any]]:
-    """Kept messages in these states, newest first."""
+    """Kept messages in these states, newest first (their raw bytes are not loaded)."""
     rows = session.scalars(
         select(InboundMessage)
+        .options(defer(InboundMessage.raw))  # type: ignore[arg-type]
         .where(col(InboundMessage.status).in_(statuses))
         .order_by(col(InboundMessage.id).desc())
         .limit(limit)

@@ -119,3 +119,60 @@ def _ids(app: App) -> list[tuple[int, str]]:
                 sa.select(Enrollment.id, Prospect.email).join(Prospect)
             )
         ]
+
+
+def test_a_reply_while_a_worker_holds_the_rows_waits_and_never_deadlocks(
+    pg_app: App, workdir: Path
+) -> None:
+    from tests.conftest import write_sequence
+
+    # Eva is in two non-exclusive sequences: enrollments 1 and 2
+    write_sequence(
+        workdir,
+        "second",
+        'name: Second\nexclusive: false\nsender: {from: "Bo <bo@acme.example>", address: "Acme"}\n'
+        'schedule: {timezone: UTC, window: "00:00-24:00",'
+        " days: [mon, tue, wed, thu, fri, sat, sun]}\n"
+        "steps:\n  - email: {template: hello}\n",
+    )
+    blast = (workdir / "sequences" / "blast.yaml").read_text()
+    (workdir / "sequences" / "blast.yaml").write_text("exclusive: false\n" + blast)
+    service.enroll_many(pg_app, "blast", ["eva@example.com"], NOW)
+    service.enroll_many(pg_app, "second", ["eva@example.com"], NOW)
+    for enrollment_id, step in claim_due(pg_app.engine, NOW, 10, 600):
+        run_step(pg_app, enrollment_id, step, NOW)
+    [(low, _), (high, _)] = sorted(_ids(pg_app))
+    holding, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        # as a batch does: lock the rows in id order, with a pause between
+        try:
+            with pg_app.engine.begin() as connection:
+                lock = "SELECT id FROM enrollment WHERE id = :id FOR UPDATE"
+                connection.execute(sa.text(lock), {"id": low})
+                holding.set()
+                release.wait(5)
+                connection.execute(sa.text(lock), {"id": high})
+        except BaseException as exc:
+            errors.append(exc)
+
+    def replier() -> None:
+        try:
+            holding.wait(5)
+            threading.Timer(0.5, release.set).start()
+            ingest(pg_app, reply(pg_app, high), NOW, source="race")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker), threading.Thread(target=replier)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    with transaction(pg_app.engine) as session:
+        rows = session.execute(sa.select(Enrollment.sequence_id, Enrollment.state)).all()
+        states = {sequence: state for sequence, state in rows}
+    # "second" had sent its one step and finished; "blast" stopped at the reply
+    assert states == {"blast": EnrollmentState.REPLIED, "second": EnrollmentState.FINISHED}

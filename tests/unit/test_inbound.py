@@ -166,9 +166,11 @@ def dsn(sent: EmailMessage, status: str, diagnostic: str, action: str = "failed"
     ).encode()
 
 
-def out_of_office(sent: EmailMessage, body: str, subject: str = "Out of Office") -> bytes:
+def out_of_office(
+    sent: EmailMessage, body: str, subject: str = "Out of Office", sender: str | None = None
+) -> bytes:
     msg = EmailMessage()
-    msg["From"] = str(sent["To"])
+    msg["From"] = sender or str(sent["To"])
     msg["To"] = str(sent["From"])
     msg["Subject"] = f"{subject}: {sent['Subject']}"
     msg["Date"] = "Mon, 02 Mar 2026 09:01:00 +0000"
@@ -276,15 +278,67 @@ def reports_stats(app: App) -> list[dict[str, object]]:
         return reports.stats(session)
 
 
-def test_three_soft_bounces_in_a_row_end_it(app: App, eva: EmailMessage) -> None:
-    for attempt in range(3):
-        full = dsn(eva, "4.2.2", f"452 4.2.2 Mailbox full (try {attempt})", action="failed")
-        assert ingest(app, full, MONDAY_9 + timedelta(hours=attempt)).kind == "bounce"
-        state = enrollment(app, "eva@volvo.example").state
-        expected = EnrollmentState.BOUNCED if attempt == 2 else EnrollmentState.ACTIVE
-        assert state == expected
+@pytest.fixture
+def daily(app: App, workdir: Path) -> str:
+    """Six emails a day apart, any hour: "daily"."""
+    write_template(workdir, "hello", "Hi {{ prospect.first_name }}, a quick question.\n")
+    steps = "\n".join(
+        ["  - email: {template: hello}", *["  - wait: 1 day\n  - email: {template: hello}"] * 5]
+    )
+    write_sequence(
+        workdir,
+        "daily",
+        'name: Daily\nsender: {from: "Ann <ann@acme.example>", address: "Acme AB"}\n'
+        'schedule: {timezone: UTC, window: "00:00-24:00",'
+        " days: [mon, tue, wed, thu, fri, sat, sun]}\n"
+        f"steps:\n{steps}\n",
+    )
+    add(app, "eva@volvo.example", company="Volvo")
+    service.enroll_many(app, "daily", ["eva@volvo.example"], MONDAY_9)
+    return "daily"
+
+
+def bounce_latest(app: App, day: int, action: str = "failed") -> str:
+    """Send what is due on `day`, and bounce the newest message softly."""
+    at = MONDAY_9 + timedelta(days=day)
+    run(app, at)
+    latest = sent_to(app, "eva@volvo.example")[-1]
+    notice = dsn(latest, "4.2.2", f"452 4.2.2 Mailbox full ({day}, {action})", action=action)
+    assert ingest(app, notice, at + timedelta(minutes=5)).kind == "bounce"
+    return str(enrollment(app, "eva@volvo.example", "daily").state)
+
+
+def test_three_soft_bounces_in_a_row_end_it(app: App, daily: str) -> None:
+    assert [bounce_latest(app, day) for day in range(3)] == ["active", "active", "bounced"]
+    assert len(sent_to(app, "eva@volvo.example")) == 3
     with transaction(app.engine) as session:
-        assert session.get(Suppression, "eva@volvo.example") is None
+        assert session.get(Suppression, "eva@volvo.example") is None  # soft: not suppressed
+
+
+def test_a_sign_of_life_between_soft_bounces_starts_the_count_again(app: App, daily: str) -> None:
+    assert [bounce_latest(app, day) for day in range(2)] == ["active", "active"]
+    with transaction(app.engine) as session:  # she opened a message (the tracking pixel)
+        person = session.scalars(sa.select(Prospect)).one()
+        assert person.id is not None
+        session.add(
+            Event(
+                prospect_id=person.id,
+                type=EventType.OPENED,
+                at=MONDAY_9 + timedelta(days=1, hours=3),
+                data={},
+            )
+        )
+    assert [bounce_latest(app, day) for day in (2, 3, 4)] == ["active", "active", "bounced"]
+
+
+def test_several_notices_about_one_message_count_once(app: App, daily: str) -> None:
+    at = MONDAY_9
+    run(app, at)
+    [first] = sent_to(app, "eva@volvo.example")
+    for n, action in enumerate(("delayed", "delayed", "failed")):
+        ingest(app, dsn(first, "4.2.2", f"452 4.2.2 Mailbox full ({n})", action=action), at)
+    assert enrollment(app, "eva@volvo.example", "daily").state == EnrollmentState.ACTIVE
+    assert [bounce_latest(app, day) for day in (1, 2)] == ["active", "bounced"]
 
 
 def test_out_of_office_pauses_until_the_return_date_then_resumes_in_the_window(
@@ -460,3 +514,65 @@ def test_cli_ingests_mbox_and_maildir_and_lists_unmatched(
     assert [r["from"] for r in json.loads(listed.output)] == ["who@nowhere.example"]
     missing = runner.invoke(cli, ["ingest", "nope.eml"])
     assert missing.exit_code == 1
+
+
+def test_a_colleague_asking_to_be_removed_from_a_forward_is_suppressed_not_the_prospect(
+    app: App, eva: EmailMessage
+) -> None:
+    answer = reply_to(eva, "Please remove me from your list.", sender="boss@volvo.example")
+    result = ingest(app, answer, MONDAY_9)
+    assert result.kind == "unsubscribe"
+    with transaction(app.engine) as session:
+        assert session.get(Suppression, "boss@volvo.example") is not None
+        assert session.get(Suppression, "eva@volvo.example") is None
+
+
+def test_an_out_of_office_from_someone_else_pauses_nothing(app: App, eva: EmailMessage) -> None:
+    raw = out_of_office(
+        eva, "I am out of the office until 16 March 2026.", sender="assistant@volvo.example"
+    )
+    assert ingest(app, raw, MONDAY_9).kind == "auto_reply"
+    assert enrollment(app, "eva@volvo.example").state == EnrollmentState.ACTIVE
+
+
+def test_a_bounce_about_a_forwarding_address_does_not_suppress_the_prospect(
+    app: App, eva: EmailMessage
+) -> None:
+    raw = dsn(eva, "5.1.1", "550 5.1.1 User unknown").replace(
+        b"Final-Recipient: rfc822; eva@volvo.example",
+        b"Final-Recipient: rfc822; eva.old@elsewhere.example",
+    )
+    result = ingest(app, raw, MONDAY_9)
+    assert (result.kind, result.match) == ("bounce", "bounce_original")
+    with transaction(app.engine) as session:
+        assert session.get(Suppression, "eva@volvo.example") is None
+    assert enrollment(app, "eva@volvo.example").state == EnrollmentState.ACTIVE
+
+
+def test_each_recipient_of_a_report_keeps_its_own_hard_or_soft(app: App, eva: EmailMessage) -> None:
+    raw = dsn(eva, "4.4.1", "451 4.4.1 Connection timed out", action="delayed").replace(
+        b"Final-Recipient: rfc822; eva@volvo.example",
+        b"Final-Recipient: rfc822; nobody@else.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        b"Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n"
+        b"Final-Recipient: rfc822; eva@volvo.example",
+    )
+    assert ingest(app, raw, MONDAY_9).kind == "bounce"
+    with transaction(app.engine) as session:
+        assert session.get(Suppression, "eva@volvo.example") is None  # hers was only delayed
+
+
+def test_a_message_whose_processing_fails_is_kept_as_an_error(
+    app: App, eva: EmailMessage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from outreach.inbound import effects
+
+    def broken(*_args: object) -> list[str]:
+        raise RuntimeError("simulated failure while acting")
+
+    monkeypatch.setattr(effects.Effects, "apply", broken)
+    result = ingest(app, reply_to(eva, "Thanks, what does it cost?"), MONDAY_9)
+    assert result.status == "error" and "simulated failure" in (result.error or "")
+    assert enrollment(app, "eva@volvo.example").state == EnrollmentState.ACTIVE
+    with transaction(app.engine) as session:
+        row = session.get(InboundMessage, result.id)
+        assert row is not None and row.status == "error" and row.raw
