@@ -576,3 +576,39 @@ def test_a_message_whose_processing_fails_is_kept_as_an_error(
     with transaction(app.engine) as session:
         row = session.get(InboundMessage, result.id)
         assert row is not None and row.status == "error" and row.raw
+
+
+def test_opens_and_clicks_reach_the_threshold_and_flag_once(app: App, eva: EmailMessage) -> None:
+    from outreach import engagement
+
+    flagged = []
+    with transaction(app.engine) as session:
+        person = session.scalars(sa.select(Prospect)).one()
+        mine = session.scalars(sa.select(Enrollment)).one()
+        # the default policy: open 1, click 3, threshold 5
+        for signal in ("open", "open", "click", "open", "click"):
+            task = engagement.score(session, app.versions, person, mine, signal, MONDAY_9)  # type: ignore[arg-type]
+            flagged.append(task is not None)
+        assert person.score == 9
+    assert flagged == [False, False, True, False, False]
+    with transaction(app.engine) as session:
+        queue = calls.queue(session)
+    assert [(q["email"], q["reason"], q["score"]) for q in queue] == [
+        ("eva@volvo.example", "engaged", 9)
+    ]
+
+
+def test_call_outcomes_callback_requeues_no_answer_goes_on(app: App, eva: EmailMessage) -> None:
+    ingest(app, reply_to(eva, "Yes, I'm interested. Call me."), MONDAY_9)
+    with transaction(app.engine) as session:
+        [task] = calls.queue(session)
+        later = MONDAY_9 + timedelta(days=2)
+        calls.complete(session, task["id"], calls.CallOutcome.CALLBACK, MONDAY_9, callback_at=later)
+    with transaction(app.engine) as session:
+        [again] = calls.queue(session)
+        assert (again["id"], again["due_at"]) == (task["id"], later.isoformat())
+        calls.complete(session, task["id"], calls.CallOutcome.NO_ANSWER, later)
+    with transaction(app.engine) as session:
+        assert calls.queue(session) == []
+    view_events = [e.type for e in events_of(app, "eva@volvo.example", EventType.CALL_DONE)]
+    assert view_events == [EventType.CALL_DONE, EventType.CALL_DONE]
