@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from outreach.batch import run_batch
 from outreach.clock import utcnow
 from outreach.dispatch import run_step
 from outreach.errors import InputError, PermanentError, RetryableError
-from outreach.inbound.ingest import ingest
+from outreach.inbound.ingest import process
 
 QUEUE = "outreach"
 MIN_BACKOFF_MS = 10_000
@@ -32,7 +31,7 @@ class Actors:
     broker: dramatiq.Broker
     send_step: Any
     send_steps: Any
-    ingest_mail: Any
+    process_inbound: Any
 
 
 def _when(now: str | None) -> datetime:
@@ -68,10 +67,11 @@ def declare(
                 # simulated time the scheduler retries it when the lease runs out
                 single.send_with_options(args=(enrollment_id, step, now), delay=min_backoff_ms)
 
-    def ingest_mail(raw_b64: str, source: str = "broker", now: str | None = None) -> None:
+    def process_inbound(inbound_id: int, now: str | None = None) -> None:
         with _database_errors_retry():
-            result = ingest(app(), base64.b64decode(raw_b64), _when(now), source)
-        log.info("inbound %s from %s: %s %s", result.id, source, result.kind, result.status)
+            result = process(app(), inbound_id, _when(now))
+        if result is not None:
+            log.info("inbound %s: %s %s", inbound_id, result.kind, result.status)
 
     options: dict[str, Any] = {
         "broker": broker,
@@ -83,13 +83,8 @@ def declare(
     }
     single = dramatiq.actor(send_step, actor_name="send_step", **options)  # type: ignore[call-overload]
     batch = dramatiq.actor(send_steps, actor_name="send_steps", **options)  # type: ignore[call-overload]
-    inbound = dramatiq.actor(ingest_mail, actor_name="ingest_mail", **options)  # type: ignore[call-overload]
-    return Actors(broker=broker, send_step=single, send_steps=batch, ingest_mail=inbound)
-
-
-def encode_raw(raw: bytes) -> str:
-    """Raw message bytes as an actor argument (messages are JSON)."""
-    return base64.b64encode(raw).decode("ascii")
+    inbound = dramatiq.actor(process_inbound, actor_name="process_inbound", **options)  # type: ignore[call-overload]
+    return Actors(broker=broker, send_step=single, send_steps=batch, process_inbound=inbound)
 
 
 class _database_errors_retry:

@@ -575,6 +575,25 @@ def _list_unmatched(as_json: bool) -> None:
 
 
 @cli.command()
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+) -> None:
+    """The HTTP API, tracking links, unsubscribe and the web pages (uvicorn)."""
+    import uvicorn
+
+    from outreach import runtime
+    from outreach.web.server import create_app
+
+    with opened() as app:
+        rt = runtime.start(app)
+        try:
+            uvicorn.run(create_app(app, rt.actors), host=host, port=port, log_level="info")
+        finally:
+            rt.close()
+
+
+@cli.command()
 def demo(
     now: NowOpt = None,
     days: Annotated[int, typer.Option("--days")] = 14,

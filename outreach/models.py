@@ -245,6 +245,7 @@ class CallTask(SQLModel, table=True):
 class InboundStatus(StrEnum):
     """What became of an inbound message."""
 
+    RECEIVED = "received"  # kept by the webhook, waiting for the inbound actor
     PROCESSED = "processed"  # matched and acted on
     UNMATCHED = "unmatched"  # kept: no enrollment or prospect found
     ERROR = "error"  # kept: it could not be read

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from outreach.actors import Actors
@@ -14,6 +14,9 @@ from outreach.claims import Claimer, drop_expired_claims
 from outreach.clock import utcnow
 from outreach.db import transaction
 from outreach.inbound.effects import wake_due
+from outreach.inbound.ingest import waiting
+
+INBOUND_LEASE = timedelta(minutes=10)  # a received message not handled by then is re-sent
 
 
 def tick(app: App, actors: Actors, now: datetime, *, simulated: bool = False) -> int:
@@ -28,6 +31,7 @@ def tick(app: App, actors: Actors, now: datetime, *, simulated: bool = False) ->
     # a simulated `now` ahead of the clock must not drop claims that are still live
     drop_expired_claims(app.engine, min(now, utcnow()))
     wake_returning(app, now)
+    requeue_inbound(app, actors, now)
     total = 0
     claimer = Claimer(app.engine, now, app.settings.dispatch_lease_seconds)
     while True:
@@ -49,6 +53,14 @@ def wake_returning(app: App, now: datetime) -> int:
         total += count
         if count < app.settings.batch_size:
             return total
+
+
+def requeue_inbound(app: App, actors: Actors, now: datetime) -> int:
+    """Hand the workers again any webhook message whose broker message was lost."""
+    stale = waiting(app, now - INBOUND_LEASE)
+    for inbound_id in stale:
+        actors.process_inbound.send(inbound_id)
+    return len(stale)
 
 
 def enqueue(actors: Actors, batch: list[tuple[Any, ...]], options: dict[str, Any]) -> None:

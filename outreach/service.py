@@ -10,13 +10,14 @@ from sqlalchemy.orm import Session
 
 from outreach import enrollment as enrollments
 from outreach import prospect as prospects
+from outreach import tokens
 from outreach.app import App
 from outreach.compose import compose, render_note
 from outreach.db import transaction
 from outreach.errors import EnrollmentRefused, InputError, RenderError
-from outreach.models import Enrollment, EnrollmentState, Send, SendStatus
+from outreach.models import Enrollment, EnrollmentState, Prospect, Send, SendStatus
 from outreach.schedule import due_at
-from outreach.suppression import suppress
+from outreach.suppression import is_suppressed, suppress
 
 
 @dataclass
@@ -96,6 +97,34 @@ def unsubscribe(app: App, email: str, now: datetime, reason: str = "unsubscribed
     with transaction(app.engine) as session:
         person = prospects.ensure(session, email, now)
         return suppress(session, person, reason, now)
+
+
+def unsubscribe_by_token(app: App, token: str, now: datetime) -> str | None:
+    """One-click unsubscribe from a signed link; the address, or None for a bad token."""
+    payload = tokens.verify(token, app.secret)
+    if not payload or not payload.startswith("u:"):
+        return None
+    try:
+        _u, enrollment_id, step = payload.split(":")
+        eid, number = int(enrollment_id), int(step)
+    except ValueError:
+        return None
+    with transaction(app.engine) as session:
+        enrollment = session.get(Enrollment, eid)
+        if enrollment is None:
+            return None
+        person = session.get(Prospect, enrollment.prospect_id)
+        assert person is not None
+        if not is_suppressed(session, person.email):
+            suppress(
+                session,
+                person,
+                "unsubscribed: one-click link",
+                now,
+                enrollment=enrollment,
+                step=number,
+            )
+        return person.email
 
 
 def preview(app: App, sequence_id: str, email: str, now: datetime) -> list[dict[str, Any]]:

@@ -42,3 +42,9 @@ class Settings(BaseSettings):
     worker_processes: int = 2
     imap_url: str | None = None
     api_tokens: str | None = None
+    # the shared secret of the inbound-mail webhook (POST /api/inbound)
+    inbound_secret: str | None = None
+    # the largest message the webhook takes; larger bodies get 413
+    inbound_max_bytes: int = 25 * 1024 * 1024
+    # a click this soon after the email went out is a link scanner's, not a person's
+    scanner_seconds: float = 60.0

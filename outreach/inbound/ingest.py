@@ -73,30 +73,97 @@ def _read(raw: bytes, now: datetime) -> tuple[Message | None, Classification, st
         return msg, Classification(Kind.UNKNOWN, ["could not be classified"]), repr(exc)
 
 
-def ingest(app: App, raw: bytes, now: datetime, source: str = "-") -> Ingested:
-    """Keep, classify, match and act on one raw message; its effect happens once."""
+def _classified(raw: bytes, now: datetime) -> tuple[Message | None, Classification, str | None]:
     msg, found, error = _read(raw, now)
     if msg is not None and not msg.keys() and error is None:
         error = "no headers: not an email message"
         found = Classification(Kind.UNKNOWN, [error])
     found.text = clean(found.text) if found.text else found.text
+    return msg, found, error
+
+
+def ingest(app: App, raw: bytes, now: datetime, source: str = "-") -> Ingested:
+    """Keep, classify, match and act on one raw message; its effect happens once."""
+    msg, found, error = _classified(raw, now)
     with transaction(app.engine) as session:
         row = _keep(session, msg, raw, found, now, source, error)
         if row is None:
             return _duplicate(session, dedupe_key(msg, raw), source)
-        result = Ingested(row.id, source, str(found.kind), str(row.status), error=error)
-        if msg is None or error is not None:
-            return result
-        try:
-            # the message is kept whatever happens next: a failure here undoes only its effects
-            with session.begin_nested():
-                _act(app, session, msg, raw, found, now, row, result)
-        except Exception as exc:
-            log.exception("acting on inbound message %s failed", row.id)
-            row.status = InboundStatus.ERROR
-            row.error = result.error = clean(f"could not be processed: {exc!r}")[:2000]
-            result.status = str(row.status)
+        return _handle(app, session, row, msg, raw, found, error, now)
+
+
+def receive(app: App, raw: bytes, now: datetime, source: str) -> tuple[int, bool]:
+    """Keep a message to be handled later (by the inbound actor); (its id, seen before)."""
+    try:
+        msg: Message | None = mime.parse(raw)
+    except Exception:
+        msg = None
+    waiting = Classification(Kind.UNKNOWN, ["received, not handled yet"])
+    with transaction(app.engine) as session:
+        row = _keep(session, msg, raw, waiting, now, source, None, InboundStatus.RECEIVED)
+        if row is None:
+            first = session.scalar(
+                select(InboundMessage.id).where(InboundMessage.dedupe_key == dedupe_key(msg, raw))
+            )
+            assert first is not None
+            return first, True
+        assert row.id is not None
+        return row.id, False
+
+
+def process(app: App, inbound_id: int, now: datetime) -> Ingested | None:
+    """Handle a received message; None when it was handled already (a redelivery)."""
+    with transaction(app.engine) as session:
+        row = session.get(InboundMessage, inbound_id, with_for_update=True)
+        if row is None or row.status != InboundStatus.RECEIVED:
+            return None
+        msg, found, error = _classified(row.raw, now)
+        row.kind = str(found.kind)
+        row.classification = _cleaned(found.to_json())
+        row.status = InboundStatus.ERROR if error else InboundStatus.UNMATCHED
+        row.error = clean(error) if error else None
+        return _handle(app, session, row, msg, row.raw, found, error, now)
+
+
+def waiting(app: App, older_than: datetime, limit: int = 100) -> list[int]:
+    """Received messages nobody handled since `older_than` (a lost broker message)."""
+    with transaction(app.engine) as session:
+        return list(
+            session.scalars(
+                select(InboundMessage.id)
+                .where(
+                    InboundMessage.status == InboundStatus.RECEIVED,
+                    col(InboundMessage.received_at) < older_than,
+                )
+                .order_by(col(InboundMessage.id))
+                .limit(limit)
+            )
+        )
+
+
+def _handle(
+    app: App,
+    session: Session,
+    row: InboundMessage,
+    msg: Message | None,
+    raw: bytes,
+    found: Classification,
+    error: str | None,
+    now: datetime,
+) -> Ingested:
+    result = Ingested(row.id, row.source, str(found.kind), str(row.status), error=error)
+    if msg is None or error is not None:
         return result
+    try:
+        # the message is kept whatever happens next: a failure here undoes only its effects
+        with session.begin_nested():
+            _act(app, session, msg, raw, found, now, row, result)
+    except Exception as exc:
+        log.exception("acting on inbound message %s failed", row.id)
+        row.status = InboundStatus.ERROR
+        row.error = result.error = clean(f"could not be processed: {exc!r}")[:2000]
+        result.status = str(row.status)
+    return result
 
 
 def _act(
@@ -150,13 +217,14 @@ def _keep(
     now: datetime,
     source: str,
     error: str | None,
+    status: InboundStatus | None = None,
 ) -> InboundMessage | None:
     """Store the message; None when it was stored before (a second copy)."""
     row = InboundMessage(
         dedupe_key=dedupe_key(msg, raw),
         source=clean(source)[:500],
         received_at=now,
-        status=InboundStatus.ERROR if error else InboundStatus.UNMATCHED,
+        status=status or (InboundStatus.ERROR if error else InboundStatus.UNMATCHED),
         kind=str(found.kind),
         from_email=(clean(mime.sender(msg) or "")[:320] or None) if msg is not None else None,
         subject=(clean(mime.header(msg, "Subject"))[:500] if msg is not None else None),

@@ -472,17 +472,22 @@ def test_unmatched_messages_are_listed(app: App, seq: str, settings: object) -> 
     ]
 
 
-def test_ingest_actor_does_the_same_work(app: App, eva: EmailMessage) -> None:
-    from outreach.actors import encode_raw
+def test_a_received_message_is_handled_by_the_actor_once(app: App, eva: EmailMessage) -> None:
+    from outreach.inbound.ingest import receive
 
+    raw = reply_to(eva, "Thanks, what does it cost?")
+    inbound_id, seen = receive(app, raw, MONDAY_9, "webhook")
+    again, seen_again = receive(app, raw, MONDAY_9, "webhook")  # the provider retried
+    assert (seen, again, seen_again) == (False, inbound_id, True)
     runtime = start(app, threads=1)
     try:
-        raw = reply_to(eva, "Thanks, what does it cost?")
-        runtime.actors.ingest_mail.send(encode_raw(raw), "webhook", MONDAY_9.isoformat())
+        for _ in range(2):  # a redelivered broker message too
+            runtime.actors.process_inbound.send(inbound_id, MONDAY_9.isoformat())
         runtime.wait()
     finally:
         runtime.close()
     assert enrollment(app, "eva@volvo.example").state == EnrollmentState.REPLIED
+    assert len(events_of(app, "eva@volvo.example", EventType.REPLIED)) == 1
 
 
 def test_cli_ingests_mbox_and_maildir_and_lists_unmatched(
