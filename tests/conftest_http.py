@@ -30,12 +30,15 @@ def serving(app: App, actors: Actors | None = None) -> Iterator[str]:
     thread.start()
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base}/healthz", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)
+    with httpx.Client(timeout=1) as probe:
+        while time.monotonic() < deadline and not server.started:
+            time.sleep(0.02)
+        while time.monotonic() < deadline:
+            try:
+                probe.get(f"{base}/healthz")
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
     try:
         yield base
     finally:

@@ -60,8 +60,8 @@ def bearer(request: Request) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        if session_ok(app, request.cookies.get(SESSION_COOKIE)):
-            return  # a logged-in browser may call the API too
+        if request.method == "GET" and session_ok(app, request.cookies.get(SESSION_COOKIE)):
+            return  # a logged-in browser may read the API; changes need the token
         raise HTTPException(
             401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
         )
