@@ -9,7 +9,7 @@ from email.utils import parseaddr
 from typing import Any
 from urllib.parse import quote
 
-from outreach import tokens
+from outreach import tokens, tracking
 from outreach.app import App
 from outreach.message import OutgoingEmail, make_message_id, sender_domain
 from outreach.models import Prospect, Send
@@ -87,6 +87,16 @@ def compose(
     unsubscribe_url = f"{app.settings.base_url.rstrip('/')}/u/{token}"
     variables = context(prospect, sequence, sender, step.number, unsubscribe_url)
     rendered = app.renderer.render(sequence.templates[template], variables)
+    html = rendered.html
+    if sequence.tracking and html is not None:
+        html = tracking.track_html(
+            html,
+            base_url=app.settings.base_url,
+            secret=app.secret,
+            enrollment_id=enrollment_id,
+            step=step.number,
+            unsubscribe_url=unsubscribe_url,
+        )
     sender_email = _sender_parts(sender)[1]
     domain = sender_domain(sender)
     subject, in_reply_to, references = _threading(step, rendered.subject, earlier)
@@ -98,7 +108,7 @@ def compose(
         reply_to=sequence.sender.reply_to,
         subject=subject,
         text=rendered.text,
-        html=rendered.html,
+        html=html,
         date=now,
         unsubscribe_url=unsubscribe_url,
         unsubscribe_mailto=f"mailto:{sender_email}?subject={quote('unsubscribe ' + token)}",

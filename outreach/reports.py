@@ -11,6 +11,7 @@ from sqlmodel import col, select
 
 from outreach import prospect as prospects
 from outreach.models import CallTask, Enrollment, Event, EventType, Prospect, Send, SendStatus
+from outreach.tracking import human_events
 from outreach.versions import VersionCache
 
 STAT_EVENTS = {
@@ -21,6 +22,7 @@ STAT_EVENTS = {
     EventType.UNSUBSCRIBED: "unsubscribed",
     EventType.MEETING_BOOKED: "meetings",
 }
+MACHINE_COUNTED = (EventType.OPENED, EventType.CLICKED)
 COUNTERS = ("sent", "opened", "clicked", "replied", "bounced", "unsubscribed", "meetings")
 
 
@@ -136,6 +138,8 @@ def _event_query(sequence_id: str | None) -> Any:
             ),
         )
         .where(Event.type.in_(list(STAT_EVENTS)))  # type: ignore[attr-defined]
+        # opens and clicks by machines (Apple's proxy, link scanners) are not engagement
+        .where(sa.or_(col(Event.type).notin_(MACHINE_COUNTED), human_events()))
         .group_by(Event.sequence_id, Event.step, Send.template, Event.type)
     )
     return query.where(Event.sequence_id == sequence_id) if sequence_id else query
