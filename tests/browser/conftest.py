@@ -55,7 +55,7 @@ def screenshot(page: Page, name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     """One headless Chromium for the whole run."""
     path: list[str] = []
