@@ -12,7 +12,7 @@ from sqlmodel import col, select
 
 from outreach import enrollment as enrollments
 from outreach import events
-from outreach.errors import InputError
+from outreach.errors import UnknownCall
 from outreach.models import (
     CallTask,
     Enrollment,
@@ -71,7 +71,7 @@ def complete(
     """Record a call: a meeting ends the sequence as booked, a callback re-queues the task."""
     task = session.get(CallTask, task_id, with_for_update=True)
     if task is None or task.status != "open":
-        raise InputError(f"no open call task {task_id}")
+        raise UnknownCall(f"no open call task {task_id}")
     enrollment = session.get(Enrollment, task.enrollment_id) if task.enrollment_id else None
     events.record(
         session,

@@ -45,6 +45,10 @@ class UnknownProspect(InputError):
     """No such prospect."""
 
 
+class UnknownCall(InputError):
+    """No such open call task."""
+
+
 class EnrollmentRefused(InputError):
     """The enrollment was refused."""
 

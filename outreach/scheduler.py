@@ -57,7 +57,7 @@ def wake_returning(app: App, now: datetime) -> int:
 
 def requeue_inbound(app: App, actors: Actors, now: datetime) -> int:
     """Hand the workers again any webhook message whose broker message was lost."""
-    stale = waiting(app, now - INBOUND_LEASE)
+    stale = waiting(app, now, INBOUND_LEASE)
     for inbound_id in stale:
         actors.process_inbound.send(inbound_id)
     return len(stale)

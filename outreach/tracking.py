@@ -573,9 +573,13 @@ class Recorder:
         if len(pending) >= self.max_pending:
             self.dropped += 1
             return
-        pending.append(hit)
-        if not self._running:
-            self._start()
+        # under the lock the writer takes to stop: a hit is never left without a writer
+        with self._state:
+            pending.append(hit)
+            start = not self._running
+            self._running = True
+        if start:
+            self._spawn()
         elif len(pending) >= self.batch_size:
             self._full.set()
 
@@ -612,11 +616,7 @@ class Recorder:
         """Write what is queued; the thread ends on its own once idle."""
         self.flush()
 
-    def _start(self) -> None:
-        with self._state:
-            if self._running:
-                return
-            self._running = True
+    def _spawn(self) -> None:
         thread = threading.Thread(target=self._run, name="outreach-tracking", daemon=True)
         thread.start()
 

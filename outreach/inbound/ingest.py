@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import Message
 from typing import Any
 
@@ -125,20 +125,27 @@ def process(app: App, inbound_id: int, now: datetime) -> Ingested | None:
         return _handle(app, session, row, msg, row.raw, found, error, now)
 
 
-def waiting(app: App, older_than: datetime, limit: int = 100) -> list[int]:
-    """Received messages nobody handled since `older_than` (a lost broker message)."""
+def waiting(app: App, now: datetime, lease: timedelta, limit: int = 100) -> list[int]:
+    """Received messages nobody handled for `lease` (a lost broker message), taken for now.
+
+    Taking one restarts its lease (`received_at` moves to `now`), so a backlog is handed
+    out again once per lease, not on every scheduler pass, and the oldest go first.
+    """
     with transaction(app.engine) as session:
-        return list(
-            session.scalars(
-                select(InboundMessage.id)
-                .where(
-                    InboundMessage.status == InboundStatus.RECEIVED,
-                    col(InboundMessage.received_at) < older_than,
-                )
-                .order_by(col(InboundMessage.id))
-                .limit(limit)
+        rows = session.scalars(
+            select(InboundMessage)
+            .options(defer(InboundMessage.raw))  # type: ignore[arg-type]
+            .where(
+                InboundMessage.status == InboundStatus.RECEIVED,
+                col(InboundMessage.received_at) < now - lease,
             )
-        )
+            .order_by(col(InboundMessage.received_at), col(InboundMessage.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for row in rows:
+            row.received_at = now
+        return [row.id for row in rows if row.id is not None]
 
 
 def _handle(

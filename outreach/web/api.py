@@ -23,6 +23,7 @@ from outreach.actors import Actors
 from outreach.app import App
 from outreach.clock import parse_now
 from outreach.db import transaction
+from outreach.errors import InputError
 from outreach.inbound.ingest import process, receive
 from outreach.web.auth import bearer, shared_secret_ok
 
@@ -91,7 +92,10 @@ async def import_csv(request: Request, now: NowQuery = None) -> JSONResponse:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "upload.csv"
         path.write_bytes(data)
-        report = prospects.import_csv(_app(request).engine, path, when)
+        try:
+            report = prospects.import_csv(_app(request).engine, path, when)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"the CSV is not UTF-8: {exc.reason} at byte {exc.start}") from exc
     refused = [{"line": line, "reason": why} for line, why in report.refused]
     warnings = [{"line": line, "warning": why} for line, why in report.warnings]
     return _partial(
@@ -192,7 +196,7 @@ async def inbound(request: Request, now: NowQuery = None) -> JSONResponse:
         if actors is None:
             process(app, inbound_id, _now(now))
         else:
-            actors.process_inbound.send(inbound_id, now)
+            actors.process_inbound.send(inbound_id, _now(now).isoformat() if now else None)
     return JSONResponse({"id": inbound_id, "duplicate": seen}, status_code=200 if seen else 202)
 
 
@@ -222,7 +226,8 @@ async def _from_form(request: Request, data: bytes) -> bytes:
     async def receive_again() -> dict[str, Any]:
         return {"type": "http.request", "body": data, "more_body": False}
 
-    form = await Replay(request.scope, receive_again).form()
+    limit = request.app.state.outreach.settings.inbound_max_bytes
+    form = await Replay(request.scope, receive_again).form(max_part_size=limit)
     for name in _FORM_FIELDS:
         value = form.get(name)
         if isinstance(value, UploadFile):

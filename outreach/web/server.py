@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from outreach.actors import Actors
 from outreach.app import App
-from outreach.errors import InputError, UnknownProspect, UnknownSequence
+from outreach.errors import InputError, UnknownCall, UnknownProspect, UnknownSequence
 from outreach.web import api, metrics, pages, tracking, unsubscribe
+from outreach.web.auth import bearer
+
+_FOLDER = re.compile(r" in /\S*")
 
 
 def create_app(app: App, actors: Actors | None = None) -> FastAPI:
@@ -29,6 +34,7 @@ def create_app(app: App, actors: Actors | None = None) -> FastAPI:
     web.include_router(unsubscribe.router)
     web.include_router(pages.router)
     web.add_exception_handler(InputError, _refused)  # type: ignore[arg-type]
+    web.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
 
     @web.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
@@ -37,7 +43,12 @@ def create_app(app: App, actors: Actors | None = None) -> FastAPI:
         healthy = all(v == "ok" for v in checks.values())
         return JSONResponse(checks, status_code=200 if healthy else 503)
 
-    @web.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    @web.get(
+        "/metrics",
+        tags=["health"],
+        response_class=PlainTextResponse,
+        dependencies=[Depends(bearer)],
+    )
     def prometheus() -> PlainTextResponse:
         """Queue and send counters in the Prometheus text format."""
         body, content_type = metrics.exposition(app, actors)
@@ -47,8 +58,19 @@ def create_app(app: App, actors: Actors | None = None) -> FastAPI:
 
 
 def _refused(request: Request, exc: InputError) -> JSONResponse:
-    status = 404 if isinstance(exc, (UnknownSequence, UnknownProspect)) else 400
-    return JSONResponse({"error": str(exc)}, status_code=status)
+    status = 404 if isinstance(exc, (UnknownSequence, UnknownProspect, UnknownCall)) else 400
+    # the server's folders are nobody's business over HTTP
+    message = _FOLDER.sub("", str(exc))
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """Say which fields are wrong without echoing the input back (it may not even be text)."""
+    problems = [
+        {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+        for e in exc.errors()
+    ]
+    return JSONResponse({"error": "the request is not valid", "problems": problems}, 422)
 
 
 def _database(app: App) -> str:

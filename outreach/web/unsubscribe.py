@@ -17,6 +17,11 @@ from outreach.app import App
 from outreach.clock import utcnow
 
 router = APIRouter(tags=["unsubscribe"])
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
 _PAGE = """<!doctype html>
@@ -32,6 +37,15 @@ def _valid(app: App, token: str) -> bool:
     return bool(payload and payload.startswith("u:"))
 
 
+async def _one_click(request: Request) -> bool:
+    """RFC 8058: the form (urlencoded or multipart) has List-Unsubscribe=One-Click."""
+    try:
+        form = await request.form(max_files=0, max_fields=20)
+    except Exception:
+        return False
+    return form.get("List-Unsubscribe") == "One-Click"
+
+
 @router.get("/u/{token}", response_class=HTMLResponse)
 def confirm(token: str, request: Request) -> HTMLResponse:
     """The page with one button; opening it (or a mail scanner fetching it) changes nothing."""
@@ -43,7 +57,7 @@ def confirm(token: str, request: Request) -> HTMLResponse:
         '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
         '<button type="submit">Unsubscribe</button></form>'
     )
-    return HTMLResponse(_PAGE.format(title="Unsubscribe", body=body))
+    return HTMLResponse(_PAGE.format(title="Unsubscribe", body=body), headers=_HEADERS)
 
 
 @router.post("/u/{token}", response_class=HTMLResponse)
@@ -52,11 +66,10 @@ async def one_click(token: str, request: Request) -> HTMLResponse:
     app: App = request.app.state.outreach
     if not _valid(app, token):
         raise HTTPException(404, "unknown link")
-    body = (await request.body())[:4096].decode("utf-8", "replace")
-    if ONE_CLICK not in body.replace("%3D", "=").replace("+", " "):
+    if not await _one_click(request):
         raise HTTPException(400, f"the body must be {ONE_CLICK}")
     email = service.unsubscribe_by_token(app, token, utcnow())
     if email is None:
         raise HTTPException(404, "unknown link")
     done = f"<p>{html.escape(email)} will not receive these emails again.</p>"
-    return HTMLResponse(_PAGE.format(title="You are unsubscribed", body=done))
+    return HTMLResponse(_PAGE.format(title="You are unsubscribed", body=done), headers=_HEADERS)

@@ -193,3 +193,37 @@ def test_health_and_metrics(http: httpx.Client) -> None:
     assert health.status_code == 200 and health.json() == {"database": "ok", "broker": "ok"}
     metrics = http.get("/metrics").text
     assert "outreach_sends" in metrics and "outreach_enrollments" in metrics
+
+
+def test_one_click_takes_urlencoded_and_multipart_and_nothing_else(
+    http: httpx.Client, pg_app: App
+) -> None:
+    service.enroll_many(pg_app, "blast", ["eva@example.com", "bo@example.com"], WHEN)
+    with transaction(pg_app.engine) as session:
+        ids = list(session.scalars(sa.select(Enrollment.id).order_by(Enrollment.id)))
+    first, second = (unsubscribe_token(pg_app.secret, eid, 1) for eid in ids)
+    lookalike = httpx.post(
+        f"{http_base[0]}/u/{first}",
+        content="X-List-Unsubscribe=One-Clickety",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert lookalike.status_code == 400
+    multipart = httpx.post(
+        f"{http_base[0]}/u/{second}", files={"List-Unsubscribe": (None, "One-Click")}
+    )
+    assert multipart.status_code == 200
+    assert multipart.headers["x-frame-options"] == "DENY"
+    with transaction(pg_app.engine) as session:
+        assert session.get(Suppression, "bo@example.com") is not None
+        assert session.get(Suppression, "eva@example.com") is None
+
+
+def test_odd_input_gets_4xx_not_500(http: httpx.Client) -> None:
+    latin = http.post("/api/import", content=b"email\n\xff\xfe@x\n")
+    assert latin.status_code == 400 and "UTF-8" in latin.json()["error"]
+    garbage = http.post("/api/prospects/a@example.com/pause", content=b"\xff")
+    assert garbage.status_code == 422
+    assert http.post("/api/calls/999/done", json={"outcome": "meeting"}).status_code == 404
+    unknown = http.post("/api/enroll", json={"sequence": "nope", "emails": ["a@example.com"]})
+    assert "/" not in unknown.json()["error"]  # no server folder in the message
+    assert httpx.get(f"{http_base[0]}/metrics").status_code == 401
