@@ -255,3 +255,44 @@ def test_run_sends_due_steps_and_stops_cleanly_on_sigterm(folder: Path) -> None:
     assert process.returncode == 0, stderr
     [message] = (folder / "outbox").glob("*.eml")
     assert "eva@example.com" in message.read_text()
+
+
+def test_serve_answers_the_api_and_stops_on_sigterm(folder: Path) -> None:
+    import signal
+    import time
+
+    import httpx
+
+    from tests.conftest_smtp import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    env["OUTREACH_API_TOKENS"] = "cli-token"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "outreach", "serve", "--port", str(port)],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        health = None
+        while time.monotonic() < deadline and health is None:
+            try:
+                health = httpx.get(f"{base}/healthz", timeout=2)
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert health is not None and health.json() == {"database": "ok", "broker": "ok"}
+        assert httpx.get(f"{base}/api/calls").status_code == 401
+        calls = httpx.get(f"{base}/api/calls", headers={"Authorization": "Bearer cli-token"})
+        assert calls.status_code == 200 and calls.json() == []
+        assert httpx.get(f"{base}/calls", follow_redirects=False).status_code == 303
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then ends by the signal it caught (-15), as it should
+    assert process.returncode in (0, -signal.SIGTERM), stderr
+    assert "Application shutdown complete" in stderr
