@@ -593,6 +593,90 @@ def serve(
             rt.close()
 
 
+sends_cli = typer.Typer(help="Failed and unknown sends, and retrying them.")
+cli.add_typer(sends_cli, name="sends", invoke_without_command=True)
+
+
+@cli.command()
+def doctor(as_json: JsonOpt = False) -> None:
+    """Check the settings, folders, database, broker, SMTP, DKIM and IMAP; change nothing."""
+    from outreach import doctor as checkup
+
+    checks = checkup.run()
+    if as_json:
+        emit([c.as_dict() for c in checks])
+    else:
+        styles = {"ok": "green", "warning": "yellow", "error": "bold red"}
+        table = Table("check", "status", "message", "hint")
+        for c in checks:
+            status = f"[{styles[c.status]}]{c.status}[/]"
+            table.add_row(c.check, status, c.message, c.hint, style=None)
+        out.print(table)
+    if checkup.failed(checks):
+        raise typer.Exit(1)
+
+
+@sends_cli.callback()
+def sends(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None, typer.Option("--status", help="failed or unknown (default: both)")
+    ] = None,
+    sequence: SeqOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The failed and unknown sends, newest first."""
+    from outreach import sends as ledger_sends
+
+    if ctx.invoked_subcommand:
+        return
+    if status not in (None, "failed", "unknown"):
+        err.print(f"error: --status is failed or unknown, not {status}")
+        raise typer.Exit(2)
+    with opened() as app, transaction(app.engine) as session:
+        rows = ledger_sends.listing(session, status, sequence)
+    if as_json:
+        emit(rows)
+        return
+    table = Table("id", "email", "sequence", "step", "status", "error", "started")
+    for r in rows:
+        code = f"{r['code']} " if r["code"] is not None else ""
+        table.add_row(
+            str(r["id"]),
+            r["email"],
+            r["sequence"],
+            str(r["step"]),
+            r["status"],
+            code + (r["error"] or ""),
+            r["started_at"],
+        )
+    out.print(table)
+
+
+@sends_cli.command("retry")
+def sends_retry(
+    send_id: int,
+    now: NowOpt = None,
+    yes_resend: Annotated[
+        bool, typer.Option("--yes-resend", help="resend an unknown send that may have arrived")
+    ] = False,
+) -> None:
+    """Re-open the step of a failed or unknown send so the next tick sends it again."""
+    from outreach import sends as ledger_sends
+
+    with opened() as app:
+        try:
+            with transaction(app.engine) as session:
+                enrollment = ledger_sends.retry(session, send_id, parse_now(now), resend=yes_resend)
+        except InputError as exc:
+            err.print(f"error: {exc}")
+            raise typer.Exit(1) from exc
+    out.print(
+        f"send {send_id}: step {enrollment.step} of {enrollment.sequence_id} re-opened, "
+        f"due {enrollment.next_run_at}"
+    )
+
+
 @cli.command()
 def demo(
     now: NowOpt = None,
