@@ -22,6 +22,10 @@ from sqlmodel import select
 from outreach.errors import InputError, UnknownProspect
 from outreach.models import Prospect
 
+MAX_CELL = 65_536  # the longest cell a row may have; longer rows are refused
+# the csv module stops at 131,072 characters by default: let it read on, so the row
+# with the long cell is refused by itself and the rows around it are kept
+csv.field_size_limit(max(csv.field_size_limit(), 16 * 1024 * 1024))
 COLUMNS = ("first_name", "last_name", "company", "title", "phone", "timezone", "owner")
 CHUNK = 1000
 
@@ -67,8 +71,8 @@ def check_timezone(name: str) -> str:
     """The name itself when it is an IANA timezone, else InputError."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InputError(f"unknown timezone {name!r}") from exc
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise InputError(f"unknown timezone {name[:64]!r}") from exc
     return name
 
 
@@ -186,7 +190,8 @@ class ImportReport:
 
 def read_csv(path: Path, report: ImportReport) -> Iterator[Row]:
     """The valid rows of a CSV file; bad rows go to the report with their line number."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    # bytes that are not UTF-8 are kept as surrogates so their row alone is refused
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
             raise InputError(f"{path}:1: the header has no 'email' column")
@@ -200,10 +205,25 @@ def _checked(raw: dict[str, Any], line: int, report: ImportReport) -> Iterator[R
     if None in raw:
         report.refused.append((line, "more cells than the header has columns"))
         return
+    cells = [v for v in raw.values() if isinstance(v, str)]
+    if any(len(v) > MAX_CELL for v in cells):
+        report.refused.append((line, f"a cell longer than {MAX_CELL} characters"))
+        return
+    if any(not _is_text(v) for v in cells):
+        report.refused.append((line, "not UTF-8 text"))
+        return
     try:
         yield parse_row(raw, line)
     except InputError as exc:
         report.refused.append((line, str(exc)))
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def deduplicate(rows: Iterable[Row], report: ImportReport) -> list[Row]:

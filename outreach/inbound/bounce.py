@@ -254,7 +254,10 @@ def _attached(part: Message) -> Message | None:
 
 def _part_text(part: Message, limit: int = SCAN_CHARS) -> str:
     """The first `limit` characters of a leaf part's text, decoding no more than that."""
-    payload = part.get_payload()
+    try:
+        payload = part.get_payload()
+    except Exception:  # the stdlib itself fails on some charsets (idna, ...)
+        return ""
     if not isinstance(payload, str):
         return mime.payload_text(part)[:limit]
     encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()

@@ -80,7 +80,7 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
             continue
         try:
             return data.decode(candidate)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeError, ValueError):  # odd codecs raise all of these
             continue
     return data.decode("latin-1")
 
@@ -92,7 +92,10 @@ def payload_text(part: Message) -> str:
     except Exception:
         data = None
     if data is None:
-        raw = part.get_payload()
+        try:
+            raw = part.get_payload()
+        except Exception:
+            return ""
         return raw if isinstance(raw, str) else ""
     if not isinstance(data, bytes):
         return str(data)
