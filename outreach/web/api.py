@@ -23,7 +23,6 @@ from outreach.actors import Actors
 from outreach.app import App
 from outreach.clock import parse_now
 from outreach.db import transaction
-from outreach.errors import InputError
 from outreach.inbound.ingest import process, receive
 from outreach.web.auth import bearer, shared_secret_ok
 
@@ -92,10 +91,7 @@ async def import_csv(request: Request, now: NowQuery = None) -> JSONResponse:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "upload.csv"
         path.write_bytes(data)
-        try:
-            report = prospects.import_csv(_app(request).engine, path, when)
-        except UnicodeDecodeError as exc:
-            raise InputError(f"the CSV is not UTF-8: {exc.reason} at byte {exc.start}") from exc
+        report = prospects.import_csv(_app(request).engine, path, when)
     refused = [{"line": line, "reason": why} for line, why in report.refused]
     warnings = [{"line": line, "warning": why} for line, why in report.warnings]
     return _partial(

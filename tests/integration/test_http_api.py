@@ -219,8 +219,9 @@ def test_one_click_takes_urlencoded_and_multipart_and_nothing_else(
 
 
 def test_odd_input_gets_4xx_not_500(http: httpx.Client) -> None:
-    latin = http.post("/api/import", content=b"email\n\xff\xfe@x\n")
-    assert latin.status_code == 400 and "UTF-8" in latin.json()["error"]
+    latin = http.post("/api/import", content=b"email\nann@example.com\n\xff\xfe@x\n")
+    assert latin.status_code == 422 and latin.json()["imported"] == 1
+    assert latin.json()["refused"] == [{"line": 3, "reason": "not UTF-8 text"}]
     garbage = http.post("/api/prospects/a@example.com/pause", content=b"\xff")
     assert garbage.status_code == 422
     assert http.post("/api/calls/999/done", json={"outcome": "meeting"}).status_code == 404
