@@ -12,11 +12,12 @@ from outreach import enrollment as enrollments
 from outreach import prospect as prospects
 from outreach import tokens
 from outreach.app import App
-from outreach.compose import compose, render_note
+from outreach.compose import Composed, compose, render_note
 from outreach.db import transaction
 from outreach.errors import EnrollmentRefused, InputError, RenderError
 from outreach.models import Enrollment, EnrollmentState, Prospect, Send, SendStatus
 from outreach.schedule import due_at
+from outreach.sequence import Sequence, Step
 from outreach.suppression import is_suppressed, suppress
 
 
@@ -153,21 +154,35 @@ def preview(app: App, sequence_id: str, email: str, now: datetime) -> list[dict[
     return planned
 
 
+def compose_preview(
+    app: App,
+    sequence: Sequence,
+    step: Step,
+    template: str,
+    person: Prospect,
+    sender: str,
+    earlier: list[Send],
+    at: datetime,
+) -> Composed:
+    """One variant of a step as it would be sent, outside any enrollment (id 0)."""
+    return compose(
+        app,
+        sequence=sequence,
+        step=step,
+        template=template,
+        prospect=person,
+        sender=sender,
+        enrollment_id=0,
+        earlier=earlier,
+        now=at,
+    )
+
+
 def _preview_email(app, sequence, step, person, sender, earlier, at) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     results = []
     for template in step.templates:
         try:
-            composed = compose(
-                app,
-                sequence=sequence,
-                step=step,
-                template=template,
-                prospect=person,
-                sender=sender,
-                enrollment_id=0,
-                earlier=earlier,
-                now=at,
-            )
+            composed = compose_preview(app, sequence, step, template, person, sender, earlier, at)
         except RenderError as exc:
             results.append({"variant": template, "error": f"would pause: {exc}"})
             continue

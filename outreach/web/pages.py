@@ -32,7 +32,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
-from outreach import calls, reports
+from outreach import calls, reports, service
 from outreach import prospect as prospects
 from outreach.app import App
 from outreach.clock import utcnow
@@ -693,16 +693,8 @@ def _variant(
     at: datetime,
 ) -> dict[str, Any]:
     try:
-        composed = compose(
-            app,
-            sequence=sequence,
-            step=step,
-            template=template,
-            prospect=person,
-            sender=sender,
-            enrollment_id=0,
-            earlier=earlier,
-            now=at,
+        composed = service.compose_preview(
+            app, sequence, step, template, person, sender, earlier, at
         )
     except RenderError as exc:
         return {"variant": template, "error": f"This email would not be sent: {exc}"}
