@@ -90,7 +90,7 @@ def _send_checked(
         try:
             outcome = dispatch.deliver(app, item, now)
         except TransientSendError as exc:
-            outcome = Outcome("retry", str(exc))
+            outcome = Outcome("retry", str(exc), item.send_id)
         results.append(((item.enrollment_id, item.step), outcome))
         if outcome.status == "sent":
             sent.append(item)
@@ -114,13 +114,14 @@ def _send_locked(
             claim = (item.enrollment_id, item.step)
             if claim not in wanted or time.monotonic() > deadline:
                 connection.execute(RELEASE, {"sid": item.send_id, "why": dispatch.NOT_WANTED})
-                results.append((claim, Outcome("skipped", "not sent: changed or out of time")))
+                why = "not sent: changed or out of time"
+                results.append((claim, Outcome("skipped", why, item.send_id)))
                 continue
             attempted.add(item.send_id)
             refusal = dispatch.attempt(app, item)
             if refusal is None:
                 sent.append(item)
-                results.append((claim, Outcome("sent", item.message_id)))
+                results.append((claim, Outcome("sent", item.message_id, item.send_id)))
             else:
                 refused.append((item, refusal))
         write_sent(connection, sent, now)

@@ -28,6 +28,8 @@ CLAIM_SQL = """
       SET until = excluded.until,
           attempts = CASE WHEN dispatch_claim.step = excluded.step
                           THEN dispatch_claim.attempts + 1 ELSE 1 END,
+          starts = CASE WHEN dispatch_claim.step = excluded.step
+                        THEN dispatch_claim.starts ELSE 0 END,
           step = excluded.step,
           due_at = excluded.due_at
       WHERE dispatch_claim.until <= :now OR dispatch_claim.step <> excluded.step
@@ -57,7 +59,13 @@ def _claim(dialect: str) -> sa.TextualSelect:
     )
 
 
-EXPIRED = sa.delete(DispatchClaim).where(col(DispatchClaim.until) < sa.bindparam("now"))
+# a claim whose worker died keeps its count of starts until a worker finishes the step
+# (or a day has passed): the count is what parks a step that kills every worker
+EXPIRED = sa.delete(DispatchClaim).where(
+    col(DispatchClaim.until) < sa.bindparam("now"),
+    sa.or_(col(DispatchClaim.starts) == 0, col(DispatchClaim.until) < sa.bindparam("stale")),
+)
+FORGET_CRASHES_AFTER = timedelta(days=1)
 
 
 class Claimer:
@@ -109,7 +117,7 @@ def claim_due(
 def drop_expired_claims(engine: sa.Engine, now: datetime) -> None:
     """Forget claims that ran out: their steps are claimable again anyway."""
     with engine.begin() as connection:
-        connection.execute(EXPIRED, {"now": now})
+        connection.execute(EXPIRED, {"now": now, "stale": now - FORGET_CRASHES_AFTER})
 
 
 def release(session: Session, enrollment_id: int) -> None:

@@ -280,9 +280,10 @@ def worker(
 @cli.command()
 def run() -> None:
     """Scheduler and worker in one process: the single-machine mode."""
-    from outreach import runtime
+    from outreach import logs, runtime
     from outreach.scheduler import run_forever
 
+    logs.configure()
     with opened() as app:
         rt = runtime.start(app)
         if rt.worker is None:

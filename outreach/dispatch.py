@@ -79,10 +79,10 @@ def deliver(app: App, prepared: Prepared, now: datetime) -> Outcome:
     """Hand one reserved message to the mailer; record a failure, leave a success to record."""
     if not still_wanted(app, prepared):
         release(app, prepared, NOT_WANTED)
-        return Outcome("skipped", "stopped just before sending")
+        return Outcome("skipped", "stopped just before sending", prepared.send_id)
     refusal = attempt(app, prepared)
     if refusal is None:
-        return Outcome("sent", prepared.message_id)
+        return Outcome("sent", prepared.message_id, prepared.send_id)
     outcome = record_refusal(app, prepared, refusal, now)
     if outcome.status == "retry":
         raise refusal
@@ -278,14 +278,14 @@ def _resolve_existing(
     if send.status == SendStatus.SENDING and ledger.in_flight(
         send, now, app.settings.send_inflight_seconds
     ):
-        return Outcome("skipped", "send in flight")
+        return Outcome("skipped", "send in flight", send.id)
     if send.status == SendStatus.SENDING:
         mark_unknown(session, enrollment, send, "cut off before its outcome was recorded", now)
-        return Outcome("unknown", "cut off before its outcome was recorded")
+        return Outcome("unknown", "cut off before its outcome was recorded", send.id)
     if send.status == SendStatus.SENT:
         prospect = session.get(Prospect, enrollment.prospect_id)
         assert prospect is not None
         enrollments.advance(
             session, app.versions.load(session, enrollment.version_id), enrollment, prospect, now
         )
-    return Outcome("skipped", f"step already {send.status}")
+    return Outcome("skipped", f"step already {send.status}", send.id)

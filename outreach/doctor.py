@@ -158,9 +158,14 @@ def check_database(settings: Settings) -> list[Check]:
             engine = db.make_engine(url)
     else:
         engine = db.make_engine(url, pool_size=1, max_overflow=0, connect_args=_timeout(url))
+    script = _script()
+    head = script.get_current_head()
+    parked: list[str] = []
     try:
         with engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
+            if current == head:
+                parked = list(connection.scalars(PARKED))
     except Exception as exc:
         return [
             Check(
@@ -172,10 +177,11 @@ def check_database(settings: Settings) -> list[Check]:
         ]
     finally:
         engine.dispose()
-    script = _script()
-    head = script.get_current_head()
     if current == head:
-        return [Check("database", "ok", f"{where} is at the newest migration ({head})")]
+        return [
+            Check("database", "ok", f"{where} is at the newest migration ({head})"),
+            *_parked(parked),
+        ]
     known = {rev.revision for rev in script.walk_revisions()}
     if current is not None and current not in known:
         return [
@@ -192,6 +198,28 @@ def check_database(settings: Settings) -> list[Check]:
             "warning",
             f"{where} is reachable; {_pending(current)} migrations pending",
             "any outreach command applies them on first use",
+        )
+    ]
+
+
+# enrollments set aside because one step kept killing its worker (outreach.crashes)
+PARKED = sa.text(
+    "SELECT p.email FROM enrollment e JOIN prospect p ON p.id = e.prospect_id "
+    "WHERE e.state = 'paused' AND e.reason LIKE 'parked:%' ORDER BY e.id LIMIT 20"
+)
+
+
+def _parked(emails: list[str]) -> list[Check]:
+    if not emails:
+        return []
+    shown = ", ".join(emails[:5]) + (" and more" if len(emails) > 5 else "")
+    return [
+        Check(
+            "parked",
+            "warning",
+            f"{len(emails)}{'+' if len(emails) == 20 else ''} enrollments parked: a step "
+            f"stopped its worker again and again ({shown})",
+            "find the enrollment ids in the worker logs; `outreach resume EMAIL` tries again",
         )
     ]
 

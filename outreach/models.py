@@ -182,6 +182,8 @@ class DispatchClaim(SQLModel, table=True):
     until: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
     attempts: int = 1
     due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    # worker starts on this step that never finished: a crash, a kill, a poison message
+    starts: int = Field(default=0, sa_column=Column(sa.Integer, nullable=False, server_default="0"))
 
 
 class Send(SQLModel, table=True):

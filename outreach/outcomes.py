@@ -33,6 +33,7 @@ class Outcome:
 
     status: str
     detail: str = ""
+    send_id: int | None = None  # the ledger row, when the step has one
 
 
 MARK_SENT = (
@@ -149,11 +150,11 @@ def record_transient(
         if now - send.created_at >= timedelta(hours=settings.retry_give_up_hours):
             why = f"still refused after {settings.retry_give_up_hours:g} hours: {exc}"
             fail(session, enrollment, send, why, now)
-            return Outcome("failed", str(exc))
+            return Outcome("failed", str(exc), prepared.send_id)
         send.status = SendStatus.DEFERRED
         if enrollment.state == EnrollmentState.ACTIVE and enrollment.step == send.step:
             enrollment.next_run_at = now + timedelta(seconds=settings.retry_lease_seconds)
-    return Outcome("retry", str(exc))
+    return Outcome("retry", str(exc), prepared.send_id)
 
 
 STILL_WANTED = sa.select(E.c.id).where(
@@ -194,7 +195,7 @@ def record_failed(app: App, prepared: Prepared, exc: PermanentSendError, now: da
         send, enrollment = _locked_pair(session, prepared)
         send.code = getattr(exc, "code", None)
         fail(session, enrollment, send, str(exc), now)
-    return Outcome("failed", str(exc))
+    return Outcome("failed", str(exc), prepared.send_id)
 
 
 def fail(session: Session, enrollment: Enrollment, send: Send, why: str, now: datetime) -> None:
@@ -214,7 +215,7 @@ def record_unknown(app: App, prepared: Prepared, why: str, now: datetime) -> Out
     with transaction(app.engine) as session:
         send, enrollment = _locked_pair(session, prepared)
         mark_unknown(session, enrollment, send, why, now)
-    return Outcome("unknown", why)
+    return Outcome("unknown", why, prepared.send_id)
 
 
 def mark_unknown(

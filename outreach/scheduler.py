@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -17,6 +18,8 @@ from outreach.inbound.effects import wake_due
 from outreach.inbound.ingest import waiting
 
 INBOUND_LEASE = timedelta(minutes=10)  # a received message not handled by then is re-sent
+MAX_PAUSE_SECONDS = 30.0  # the longest wait between passes while a service is down
+log = logging.getLogger("outreach.scheduler")
 
 
 def tick(app: App, actors: Actors, now: datetime, *, simulated: bool = False) -> int:
@@ -81,9 +84,23 @@ def run_forever(
     after_tick: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Tick every few seconds until told to stop."""
+    """Tick every few seconds until told to stop.
+
+    A pass that fails (the broker or the database is down, restarting, unreachable) is
+    logged and tried again after a pause: the scheduler outlives the outage, and nothing
+    it claimed is lost, since a claim whose message never reached a worker runs out.
+    """
+    failures = 0
     while not should_stop():
-        count = tick(app, actors, clock())
+        try:
+            count = tick(app, actors, clock())
+        except Exception as exc:  # any pass may fail while a service is down
+            failures += 1
+            pause = min(app.settings.tick_seconds * failures, MAX_PAUSE_SECONDS)
+            log.error("scheduler pass failed (%s); trying again in %.1f s", exc, pause)
+            time.sleep(pause)
+            continue
+        failures = 0
         if after_tick:
             after_tick(count)
         if count == 0:

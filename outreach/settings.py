@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     retry_lease_seconds: int = 3600
     # a step still refused this long after its first attempt fails for good
     retry_give_up_hours: float = 24.0
+    # a step whose worker died (or raised an unexpected error) this many times in a row
+    # is parked: its enrollment is paused with the reason, for a person to look at
+    max_crashes: int = 5
     tick_seconds: float = 5.0
     batch_size: int = 500
     # due steps per worker message: fewer broker round trips and database transactions

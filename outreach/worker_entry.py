@@ -7,6 +7,7 @@ import threading
 
 import dramatiq
 
+from outreach import logs
 from outreach.actors import declare
 from outreach.app import App, build_app
 from outreach.brokers import make_broker
@@ -34,5 +35,5 @@ def setup() -> dramatiq.Broker:
     return broker
 
 
-logging.getLogger("outreach").setLevel(logging.INFO)
+logs.configure(logging.INFO)
 broker = setup()
