@@ -17,13 +17,13 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from outreach import dispatch, fastpath
+from outreach import dispatch, fastpath, ledger
 from outreach.app import App
 from outreach.db import is_postgres, transaction
 from outreach.errors import TransientSendError
 from outreach.fastpath import E, P, Prepared
 from outreach.models import EnrollmentState, Suppression
-from outreach.outcomes import RELEASE, Outcome, record_sent, write_sent
+from outreach.outcomes import RELEASE, Outcome, durably, record_sent, write_sent
 
 Claim = tuple[int, int]
 # the longest a batch keeps speaking SMTP; what is left is released for a later batch
@@ -75,9 +75,13 @@ def _release_unattempted(app: App, ready: list[Prepared], attempted: set[int]) -
         for item in ready
         if item.send_id not in attempted
     ]
-    if untouched:
+
+    def release() -> None:
         with app.engine.begin() as connection:
             connection.execute(RELEASE, untouched)
+
+    if untouched:
+        durably(app, release, f"{len(untouched)} untouched reservations")
 
 
 def _send_checked(
@@ -106,16 +110,46 @@ def _send_locked(
     results: list[tuple[Claim, Outcome]] = []
     refused: list[tuple[Prepared, dispatch.SendRefusal]] = []
     deadline = time.monotonic() + LOCK_BUDGET_SECONDS
+    sent: list[Prepared] = []
+    try:
+        _speak_locked(app, ready, attempted, deadline, sent, refused, results, now)
+    except sa.exc.OperationalError:
+        # the database went away mid-group, and the locks with it; what the server said is
+        # known: record it once the database is back, then let the rest be handed back
+        record_sent(app, sent, now)
+        for item, refusal in refused:
+            dispatch.record_refusal(app, item, refusal, now)
+        raise
+    # refusals lock their enrollments one by one: only once the group's locks are gone
+    for item, refusal in refused:
+        outcome = dispatch.record_refusal(app, item, refusal, now)
+        results.append(((item.enrollment_id, item.step), outcome))
+    return results
+
+
+def _speak_locked(
+    app: App,
+    ready: list[Prepared],
+    attempted: set[int],
+    deadline: float,
+    sent: list[Prepared],
+    refused: list[tuple[Prepared, dispatch.SendRefusal]],
+    results: list[tuple[Claim, Outcome]],
+    now: datetime,
+) -> None:
+    """Check, send and record a reserved group under its enrollments' row locks."""
     with app.engine.begin() as connection:
         ids = [item.enrollment_id for item in ready]
         wanted = {(row.id, row.step) for row in connection.execute(WANTED, {"ids": ids})}
-        sent: list[Prepared] = []
         for item in ready:
             claim = (item.enrollment_id, item.step)
             if claim not in wanted or time.monotonic() > deadline:
                 connection.execute(RELEASE, {"sid": item.send_id, "why": dispatch.NOT_WANTED})
                 why = "not sent: changed or out of time"
                 results.append((claim, Outcome("skipped", why, item.send_id)))
+                continue
+            if not ledger.hand(app.engine, item.send_id):
+                results.append((claim, Outcome("skipped", dispatch.TAKEN_OVER, item.send_id)))
                 continue
             attempted.add(item.send_id)
             refusal = dispatch.attempt(app, item)
@@ -125,11 +159,6 @@ def _send_locked(
             else:
                 refused.append((item, refusal))
         write_sent(connection, sent, now)
-    # refusals lock their enrollments one by one: only once the group's locks are gone
-    for item, refusal in refused:
-        outcome = dispatch.record_refusal(app, item, refusal, now)
-        results.append(((item.enrollment_id, item.step), outcome))
-    return results
 
 
 def _run_one(app: App, claim: Claim, now: datetime) -> Outcome:

@@ -31,6 +31,7 @@ WITH v AS (
 ), marked AS (
     UPDATE send SET status = 'sent', sent_at = %(now)s
     FROM v WHERE send.id = v.sid AND send.status = 'sending'
+    RETURNING send.id AS sid
 ), moved AS (
     UPDATE enrollment
     SET step = v.cur + 1, last_step_at = %(now)s, updated_at = %(now)s,
@@ -38,8 +39,10 @@ WITH v AS (
     FROM v WHERE enrollment.id = v.eid AND enrollment.state = 'active' AND enrollment.step = v.cur
 )
 INSERT INTO event (prospect_id, enrollment_id, sequence_id, step, type, at, data)
-SELECT pid, eid, seq, cur, 'sent', %(now)s, data FROM v
+SELECT pid, eid, seq, cur, 'sent', %(now)s, data FROM v JOIN marked USING (sid)
 """
+# the event only for a send this statement marked: recording twice (a commit whose answer
+# was lost with the connection, then recorded again) adds no second event
 
 
 def _run(connection: sa.Connection, sql: str, params: dict[str, Any]) -> list[Any]:

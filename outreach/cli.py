@@ -231,9 +231,10 @@ def tick(now: NowOpt = None, as_json: JsonOpt = False) -> None:
 @cli.command()
 def scheduler() -> None:
     """Tick forever; safe to run several at once."""
-    from outreach import runtime
+    from outreach import logs, runtime
     from outreach.scheduler import run_forever
 
+    logs.configure()
     with opened() as app:
         run = runtime.start(app)
         stopping = _stop_flag()

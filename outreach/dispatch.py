@@ -13,6 +13,7 @@ enrollment at a time, with the full ORM.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -46,6 +47,7 @@ from outreach.models import (
 )
 from outreach.outcomes import (
     Outcome,
+    durably,
     mark_unknown,
     record_failed,
     record_sent,
@@ -80,6 +82,8 @@ def deliver(app: App, prepared: Prepared, now: datetime) -> Outcome:
     if not still_wanted(app, prepared):
         release(app, prepared, NOT_WANTED)
         return Outcome("skipped", "stopped just before sending", prepared.send_id)
+    if not ledger.hand(app.engine, prepared.send_id):
+        return Outcome("skipped", TAKEN_OVER, prepared.send_id)
     refusal = attempt(app, prepared)
     if refusal is None:
         return Outcome("sent", prepared.message_id, prepared.send_id)
@@ -90,6 +94,7 @@ def deliver(app: App, prepared: Prepared, now: datetime) -> Outcome:
 
 
 NOT_WANTED = "not sent: the enrollment changed just before sending"
+TAKEN_OVER = "not sent here: another worker took the reservation over"
 SendRefusal = TransientSendError | PermanentSendError | AmbiguousSendError
 
 
@@ -107,10 +112,12 @@ def attempt(app: App, prepared: Prepared) -> SendRefusal | None:
 def record_refusal(app: App, prepared: Prepared, exc: SendRefusal, now: datetime) -> Outcome:
     """Record a message the server did not (or may not have) taken."""
     if isinstance(exc, TransientSendError):
-        return record_transient(app, prepared, exc, now)
-    if isinstance(exc, PermanentSendError):
-        return record_failed(app, prepared, exc, now)
-    return record_unknown(app, prepared, str(exc), now)
+        record: Callable[[], Outcome] = lambda: record_transient(app, prepared, exc, now)  # noqa: E731
+    elif isinstance(exc, PermanentSendError):
+        record = lambda: record_failed(app, prepared, exc, now)  # noqa: E731
+    else:
+        record = lambda: record_unknown(app, prepared, str(exc), now)  # noqa: E731
+    return durably(app, record, f"the answer to send {prepared.send_id}")
 
 
 def _load(session: Session, enrollment_id: int) -> tuple[Enrollment, Prospect, bool] | None:
@@ -203,7 +210,8 @@ def _prepare_email(
 ) -> Prepared | Outcome:
     assert enrollment.id is not None
     existing = ledger.find(session, enrollment.id, step.number)
-    if existing is not None and existing.status != SendStatus.DEFERRED:
+    inflight = app.settings.send_inflight_seconds
+    if existing is not None and not ledger.reusable(existing, now, inflight):
         return _resolve_existing(app, session, enrollment, existing, now)
     composed = _compose(app, session, sequence, step, enrollment, prospect, now)
     if isinstance(composed, Outcome):

@@ -35,6 +35,41 @@ def thread(session: Session, enrollment_id: int, before: int) -> list[Send]:
     return list(session.scalars(query))
 
 
+HAND = (
+    sa.update(Send)
+    .where(col(Send.id) == sa.bindparam("sid"), col(Send.status) == SendStatus.SENDING)
+    .where(~col(Send.handed))
+    .values(handed=True)
+    .returning(col(Send.id))
+)
+
+
+def hand(engine: sa.Engine, send_id: int) -> bool:
+    """Mark a reserved send as handed to the mail server, committed before SMTP begins.
+
+    False when it cannot be: another worker took the reservation over (or handed it)
+    after this one was judged cut off. Only one of two such workers gets True, so a send
+    is handed to the server once; one cut off before this mark is known never to have left.
+    """
+    with engine.begin() as connection:
+        return connection.execute(HAND, {"sid": send_id}).first() is not None
+
+
+def reusable(send: Send, now: datetime, inflight_seconds: int) -> bool:
+    """Whether a step's ledger row may be reserved again and sent.
+
+    A deferred row was refused for now; a 'sending' row that was never handed to the mail
+    server and is no longer in flight was cut off before anything left.
+    """
+    if send.status == SendStatus.DEFERRED:
+        return True
+    return (
+        send.status == SendStatus.SENDING
+        and not send.handed
+        and not in_flight(send, now, inflight_seconds)
+    )
+
+
 def in_flight(send: Send, now: datetime, inflight_seconds: int) -> bool:
     """A 'sending' row younger than the in-flight limit belongs to a live worker."""
     started = send.started_at or send.created_at
@@ -56,6 +91,7 @@ def reserve(
         "subject": composed.email.subject,
         "sender_email": composed.sender_email,
         "started_at": now,
+        "handed": False,
     }
     if existing is not None:
         session.connection().execute(

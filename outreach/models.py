@@ -209,6 +209,11 @@ class Send(SQLModel, table=True):
     created_at: datetime = _when()
     started_at: datetime | None = _when(nullable=True)
     sent_at: datetime | None = _when(nullable=True)
+    # set, in its own commit, just before the message is handed to the mail server: a
+    # 'sending' row cut off before that was never offered to anyone and may be sent again
+    handed: bool = Field(
+        default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false())
+    )
 
 
 class Event(SQLModel, table=True):

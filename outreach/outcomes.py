@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -25,6 +28,11 @@ from outreach.models import (
     SendStatus,
     Suppression,
 )
+
+T = TypeVar("T")
+# how long a worker keeps trying to record a server's answer while the database is away
+RECORD_PATIENCE_SECONDS = 60.0
+log = logging.getLogger("outreach.outcomes")
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,31 @@ def record_sent(app: App, sent: list[Prepared], now: datetime) -> None:
     on only if nothing (a reply, a stop) changed it while its message was in flight.
     """
     if sent:
-        with app.engine.begin() as connection:
-            write_sent(connection, sent, now)
+        durably(app, lambda: _record_sent_once(app, sent, now), f"{len(sent)} sent messages")
+
+
+def _record_sent_once(app: App, sent: list[Prepared], now: datetime) -> None:
+    with app.engine.begin() as connection:
+        write_sent(connection, sent, now)
+
+
+def durably(app: App, action: Callable[[], T], what: str) -> T:
+    """Run a write that records what a mail server said, retrying while the database is away.
+
+    Once the server has answered, its answer must reach the ledger: a send left 'sending'
+    is later judged 'unknown', though we knew. So a lost connection (a restart, a failover)
+    is waited out, for up to RECORD_PATIENCE_SECONDS, before the error is let through.
+    """
+    delay, deadline = 0.2, time.monotonic() + RECORD_PATIENCE_SECONDS
+    while True:
+        try:
+            return action()
+        except sa.exc.OperationalError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("could not record %s (%s); again in %.1f s", what, exc.orig, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def write_sent(connection: sa.Connection, sent: list[Prepared], now: datetime) -> None:

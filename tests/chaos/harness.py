@@ -360,8 +360,11 @@ def _lost(
             problems.append(f"{email} step {step}: recorded sent, never arrived")
         elif came and status not in (SendStatus.SENT, SendStatus.UNKNOWN):
             problems.append(f"{email} step {step}: arrived, recorded {status}")
-        elif status in (SendStatus.SENDING, SendStatus.DEFERRED):
-            problems.append(f"{email} step {step}: left {status}")
+        elif status == SendStatus.SENDING or (
+            status == SendStatus.DEFERRED and state not in VISIBLE_WITHOUT_SEND
+        ):
+            # a deferred row of a stopped enrollment is a reservation released, not sent
+            problems.append(f"{email} step {step}: left {status} ({state})")
         elif status is None and state == "finished":
             problems.append(f"{email} step {step}: finished without it")
         elif status == SendStatus.UNKNOWN and state not in VISIBLE_WITHOUT_SEND:

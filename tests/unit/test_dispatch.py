@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from outreach import service
+from outreach import dispatch, ledger, service
 from outreach.app import App
 from outreach.db import transaction
-from outreach.dispatch import claim_due, run_step
+from outreach.dispatch import Prepared, claim_due, run_step
 from outreach.models import Enrollment, EnrollmentState, Event, Prospect, Send, SendStatus
 from outreach.runtime import start
 from tests.conftest import write_sequence, write_template
@@ -149,8 +149,9 @@ def test_cut_off_send_becomes_unknown_and_is_never_resent(app: App, simple: str)
     [(enrollment_id, step)] = claim_due(app.engine, MONDAY_9, 10, 600)
     from outreach.dispatch import prepare
 
-    prepared = prepare(app, enrollment_id, step, MONDAY_9)  # reserved, then the worker "dies"
-    assert not isinstance(prepared, type(None))
+    prepared = prepare(app, enrollment_id, step, MONDAY_9)
+    assert isinstance(prepared, Prepared)
+    assert ledger.hand(app.engine, prepared.send_id)  # handed to SMTP, then the worker "dies"
     soon = MONDAY_9 + timedelta(seconds=30)
     assert run_step(app, enrollment_id, step, soon).detail == "send in flight"
     later = MONDAY_9 + timedelta(seconds=app.settings.send_inflight_seconds + 1)
@@ -167,6 +168,41 @@ def test_cut_off_send_becomes_unknown_and_is_never_resent(app: App, simple: str)
     assert resumed.step == 2
     # step 1 may have reached Eva at 09:00 Monday: step 2 still waits its day
     assert resumed.next_run_at == MONDAY_9 + timedelta(days=1)
+
+
+def test_send_cut_off_before_it_was_handed_over_is_sent_once_later(app: App, simple: str) -> None:
+    add_prospect(app, "eva@example.com", first_name="Eva", company="Volvo")
+    service.enroll_many(app, simple, ["eva@example.com"], MONDAY_9)
+    [(enrollment_id, step)] = claim_due(app.engine, MONDAY_9, 10, 600)
+    from outreach.dispatch import prepare
+
+    prepare(app, enrollment_id, step, MONDAY_9)  # reserved, then the worker "dies"
+    soon = MONDAY_9 + timedelta(seconds=30)
+    assert run_step(app, enrollment_id, step, soon).detail == "send in flight"
+    later = MONDAY_9 + timedelta(seconds=app.settings.send_inflight_seconds + 1)
+    assert run_step(app, enrollment_id, step, later).status == "sent"
+    assert len(outbox(app)) == 1
+    with transaction(app.engine) as session:
+        send = session.scalars(sa.select(Send)).one()
+    assert (send.status, send.attempts, send.handed) == (SendStatus.SENT, 2, True)
+
+
+def test_a_slow_worker_and_the_one_taking_over_hand_the_send_over_once(
+    app: App, simple: str
+) -> None:
+    add_prospect(app, "eva@example.com", first_name="Eva", company="Volvo")
+    service.enroll_many(app, simple, ["eva@example.com"], MONDAY_9)
+    [(enrollment_id, step)] = claim_due(app.engine, MONDAY_9, 10, 600)
+    from outreach.dispatch import deliver, prepare
+
+    slow = prepare(app, enrollment_id, step, MONDAY_9)
+    later = MONDAY_9 + timedelta(seconds=app.settings.send_inflight_seconds + 1)
+    taking_over = prepare(app, enrollment_id, step, later)
+    assert isinstance(slow, Prepared) and isinstance(taking_over, Prepared)
+    assert slow.send_id == taking_over.send_id
+    assert deliver(app, slow, later).status == "sent"
+    assert deliver(app, taking_over, later).detail == dispatch.TAKEN_OVER
+    assert len(outbox(app)) == 1
 
 
 def test_daily_limit_defers_and_never_skips(app: App, workdir: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from outreach import sends, service
+from outreach import ledger, sends, service
 from outreach.app import App, build_app
 from outreach.cli import cli
 from outreach.db import transaction
@@ -76,13 +76,15 @@ def failed(app: App, workdir: Path) -> Iterator[Send]:
 
 def make_unknown(app: App, workdir: Path) -> Send:
     """Eva's step 1 reserved by a worker that died: the send becomes unknown."""
-    from outreach.dispatch import claim_due, prepare, run_step
+    from outreach.dispatch import Prepared, claim_due, prepare, run_step
 
     sequence = write_blast(workdir, steps=2)
     add_prospect(app, EVA)
     service.enroll_many(app, sequence, [EVA], MONDAY_9)
     [(enrollment_id, step)] = claim_due(app.engine, MONDAY_9, 10, 600)
-    prepare(app, enrollment_id, step, MONDAY_9)
+    prepared = prepare(app, enrollment_id, step, MONDAY_9)
+    assert isinstance(prepared, Prepared)
+    ledger.hand(app.engine, prepared.send_id)  # handed to SMTP, then cut off
     later = MONDAY_9 + timedelta(seconds=app.settings.send_inflight_seconds + 1)
     assert run_step(app, enrollment_id, step, later).status == "unknown"
     return only_send(app)

@@ -1,4 +1,5 @@
-"""Claims count the starts a worker never finished: a step that kills its worker is parked
+"""Claims count the starts a worker never finished, so a step that kills its worker is
+parked; sends record the moment they are handed to the mail server
 
 Revision ID: 0005
 Revises: 0004
@@ -19,7 +20,16 @@ def upgrade() -> None:
     with op.batch_alter_table("dispatch_claim") as batch_op:
         batch_op.add_column(sa.Column("starts", sa.Integer(), nullable=False, server_default="0"))
 
+    with op.batch_alter_table("send") as batch_op:
+        batch_op.add_column(
+            sa.Column("handed", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+    # rows from before this column: whether they were handed over is not known, so assume so
+    op.execute(sa.text("UPDATE send SET handed = true"))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("send") as batch_op:
+        batch_op.drop_column("handed")
     with op.batch_alter_table("dispatch_claim") as batch_op:
         batch_op.drop_column("starts")
