@@ -117,6 +117,7 @@ class Cluster:
         self.env, self.logs = env, logs
         self.procs: dict[str, Proc] = {}
         self.kills = Counter[str]()
+        self.stopping: set[str] = set()  # told to stop gracefully, not exited yet
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._supervise, daemon=True)
@@ -139,13 +140,22 @@ class Cluster:
         return [name for name in self.procs if name.startswith(prefix)]
 
     def signal(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
-        """Send a signal to a process's whole group; the supervisor restarts it on exit."""
+        """Signal a process; the supervisor restarts it once it has exited.
+
+        SIGKILL goes to the whole process group. SIGTERM goes to the main process alone, as
+        systemd's KillMode=mixed does: Dramatiq's main process passes it on to its worker
+        processes, and a worker process that gets a second SIGTERM stops at once.
+        """
         with self._lock:
             popen = self.procs[name].popen
-            if popen is None or popen.poll() is not None:
-                return
+            if popen is None or popen.poll() is not None or name in self.stopping:
+                return  # a second SIGTERM would not be graceful: it kills the workers
             self.kills[sig.name] += 1
-            os.killpg(popen.pid, sig)
+            if sig == signal.SIGTERM:
+                self.stopping.add(name)
+                os.kill(popen.pid, sig)
+            else:
+                os.killpg(popen.pid, sig)
 
     def deaths(self) -> int:
         """How many exits the supervisor has seen, killed or not."""
@@ -182,6 +192,7 @@ class Cluster:
                 stderr=subprocess.STDOUT,
             )
         proc.starts += 1
+        self.stopping.discard(proc.name)
 
     def _supervise(self) -> None:
         while not self._stop.wait(0.2):

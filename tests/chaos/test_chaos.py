@@ -76,6 +76,16 @@ def test_workers_sigkilled_at_random_moments(stack: Stack, report: list[Row]) ->
 
     run(stack, report, "workers SIGKILLed", faults)
     assert stack.cluster.kills["SIGKILL"] >= 10
+    # every line the actors wrote says which enrollment (and send) it is about
+    lines = [
+        line
+        for path in stack.cluster.logs.glob("worker-*.log")
+        for line in path.read_text(errors="replace").splitlines()
+        if "logger=outreach.actors" in line
+    ]
+    assert lines, "the workers logged their sends"
+    assert all(" enrollment=" in line or " enrollments=" in line for line in lines)
+    assert any(" send=" in line and 'msg="sent: <' in line for line in lines)
 
 
 def test_schedulers_sigkilled_several_running(stack: Stack, report: list[Row]) -> None:
@@ -180,6 +190,7 @@ def test_replies_and_unsubscribes_while_dispatching(stack: Stack, report: list[R
 
     def faults(s: Stack) -> None:
         responder = threading.Thread(target=answer, args=(s,), daemon=True)
+        s.fault_end = time.monotonic()  # the answers are the faults: settling counts from here
         responder.start()
         s.settle()
         stopping.set()
@@ -220,7 +231,8 @@ def test_poison_message_is_parked_after_bounded_crashes(stack: Stack, report: li
 
 def test_workers_stopped_gracefully_with_sigterm(stack: Stack, report: list[Row]) -> None:
     def faults(s: Stack) -> None:
-        for _ in range(6):
+        deadline = time.monotonic() + 120
+        while s.cluster.kills["SIGTERM"] < 6 and time.monotonic() < deadline:
             time.sleep(s.rng.uniform(1.0, 2.0))
             s.cluster.signal(s.rng.choice(s.cluster.names("worker")), sig=SIGTERM)
         s.faults.append(f"{s.cluster.kills['SIGTERM']} worker SIGTERMs")
@@ -230,4 +242,6 @@ def test_workers_stopped_gracefully_with_sigterm(stack: Stack, report: list[Row]
     exits = [
         code for name in stack.cluster.names("worker") for code in stack.cluster.procs[name].exits
     ]
-    assert len(exits) >= 6 and set(exits) == {0}, exits
+    # 0: stopped gracefully; -SIGTERM: told to stop while still starting, before Dramatiq
+    # had its handler in place (nothing was in hand yet)
+    assert len(exits) >= 6 and set(exits) <= {0, -SIGTERM}, exits
