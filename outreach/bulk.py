@@ -45,7 +45,7 @@ SELECT pid, eid, seq, cur, 'sent', %(now)s, data FROM v JOIN marked USING (sid)
 # was lost with the connection, then recorded again) adds no second event
 
 
-def _run(connection: sa.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
+def run(connection: sa.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
     raw = connection.connection.driver_connection
     assert raw is not None
     with raw.cursor() as cursor:
@@ -70,7 +70,7 @@ def insert_sends(
     params: dict[str, Any] = {n: [row[k] for row in rows] for n, k in zip(names, keys, strict=True)}
     params["now"] = now
     return {
-        enrollment_id: send_id for send_id, enrollment_id in _run(connection, INSERT_SENDS, params)
+        enrollment_id: send_id for send_id, enrollment_id in run(connection, INSERT_SENDS, params)
     }
 
 
@@ -79,4 +79,4 @@ def record_sent(connection: sa.Connection, rows: list[dict[str, Any]], now: date
     params: dict[str, Any] = {key: [row[key] for row in rows] for key in rows[0]}
     params["data"] = [json.dumps(value) for value in params["data"]]
     params["now"] = now
-    _run(connection, RECORD_SENT, params)
+    run(connection, RECORD_SENT, params)

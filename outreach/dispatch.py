@@ -82,7 +82,7 @@ def deliver(app: App, prepared: Prepared, now: datetime) -> Outcome:
     if not still_wanted(app, prepared):
         release(app, prepared, NOT_WANTED)
         return Outcome("skipped", "stopped just before sending", prepared.send_id)
-    if not ledger.hand(app.engine, prepared.send_id):
+    if not ledger.hand(app.engine, [prepared.send_id]):
         return Outcome("skipped", TAKEN_OVER, prepared.send_id)
     refusal = attempt(app, prepared)
     if refusal is None:

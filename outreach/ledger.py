@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
+from outreach import bulk
 from outreach.compose import Composed
 from outreach.models import Send, SendStatus
 
@@ -37,22 +38,36 @@ def thread(session: Session, enrollment_id: int, before: int) -> list[Send]:
 
 HAND = (
     sa.update(Send)
-    .where(col(Send.id) == sa.bindparam("sid"), col(Send.status) == SendStatus.SENDING)
-    .where(~col(Send.handed))
+    .where(col(Send.id).in_(sa.bindparam("ids", expanding=True)))
+    .where(col(Send.status) == SendStatus.SENDING, ~col(Send.handed))
     .values(handed=True)
     .returning(col(Send.id))
 )
 
 
-def hand(engine: sa.Engine, send_id: int) -> bool:
-    """Mark a reserved send as handed to the mail server, committed before SMTP begins.
+HAND_PG = """
+UPDATE send SET handed = true
+WHERE id = ANY(%(ids)s::int[]) AND status = 'sending' AND NOT handed
+RETURNING id
+"""
 
-    False when it cannot be: another worker took the reservation over (or handed it)
-    after this one was judged cut off. Only one of two such workers gets True, so a send
-    is handed to the server once; one cut off before this mark is known never to have left.
+
+def hand(engine: sa.Engine, send_ids: list[int]) -> set[int]:
+    """Mark reserved sends as handed to the mail server, committed before SMTP begins.
+
+    Returns the ids marked. One left out cannot be: another worker took the reservation
+    over (or handed it) after this one was judged cut off. Of two such workers only one
+    marks it, so a send is handed to the server once; one cut off before its mark is known
+    never to have left, and is sent again instead of being judged unknown.
     """
+    if not send_ids:
+        return set()
     with engine.begin() as connection:
-        return connection.execute(HAND, {"sid": send_id}).first() is not None
+        if connection.dialect.name == "postgresql":
+            # on the hot path: the driver's own statement, without compiling one per call
+            rows = bulk.run(connection, HAND_PG, {"ids": send_ids})
+            return {row[0] for row in rows}
+        return set(connection.scalars(HAND, {"ids": send_ids}))
 
 
 def reusable(send: Send, now: datetime, inflight_seconds: int) -> bool:

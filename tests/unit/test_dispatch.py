@@ -151,7 +151,7 @@ def test_cut_off_send_becomes_unknown_and_is_never_resent(app: App, simple: str)
 
     prepared = prepare(app, enrollment_id, step, MONDAY_9)
     assert isinstance(prepared, Prepared)
-    assert ledger.hand(app.engine, prepared.send_id)  # handed to SMTP, then the worker "dies"
+    assert ledger.hand(app.engine, [prepared.send_id])  # handed to SMTP, then the worker "dies"
     soon = MONDAY_9 + timedelta(seconds=30)
     assert run_step(app, enrollment_id, step, soon).detail == "send in flight"
     later = MONDAY_9 + timedelta(seconds=app.settings.send_inflight_seconds + 1)

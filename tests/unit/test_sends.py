@@ -84,7 +84,7 @@ def make_unknown(app: App, workdir: Path) -> Send:
     [(enrollment_id, step)] = claim_due(app.engine, MONDAY_9, 10, 600)
     prepared = prepare(app, enrollment_id, step, MONDAY_9)
     assert isinstance(prepared, Prepared)
-    ledger.hand(app.engine, prepared.send_id)  # handed to SMTP, then cut off
+    ledger.hand(app.engine, [prepared.send_id])  # handed to SMTP, then cut off
     later = MONDAY_9 + timedelta(seconds=app.settings.send_inflight_seconds + 1)
     assert run_step(app, enrollment_id, step, later).status == "unknown"
     return only_send(app)
