@@ -137,8 +137,9 @@ def declare(
             for enrollment_id, step in sorted_out.alone:
                 # its worker died last time: alone, it can take no other step down with it
                 single.send(enrollment_id, step, now)
-            with _database_errors_retry(), crashes.finishing(app(), sorted_out.run):
+            with _database_errors_retry(), crashes.finishing(app(), sorted_out.run) as done:
                 results = run_batch(app(), sorted_out.run, _when(now))
+                done.update(claim for claim, outcome in results if outcome.status == "sent")
             tally = Counter(outcome.status for _claim, outcome in results)
             log.info("batch of %d steps: %s", len(results), dict(tally))
             for (enrollment_id, step), outcome in results:

@@ -92,20 +92,24 @@ def finish(app: App, claims: list[Claim]) -> None:
 
 
 @contextmanager
-def finishing(app: App, claims: list[Claim]) -> Iterator[None]:
+def finishing(app: App, claims: list[Claim]) -> Iterator[set[Claim]]:
     """Run steps; unless they raise an error nobody expected, forget their crashes after.
+
+    The body adds to the set it is given the steps whose crashes it forgot already (a sent
+    step's are forgotten in the statement that records it): one write fewer per batch.
 
     Our own errors (a refusal to retry later, bad input) and the database going away are
     expected ends. Any other error is counted like a crash, so a step that raises one every
     time is parked too instead of coming back each time its claim runs out.
     """
+    done: set[Claim] = set()
     try:
-        yield
+        yield done
     except (OutreachError, sa.exc.OperationalError):
         with suppress(sa.exc.SQLAlchemyError):  # the database may be the thing that is down
-            finish(app, claims)
+            finish(app, [claim for claim in claims if claim not in done])
         raise
-    finish(app, claims)
+    finish(app, [claim for claim in claims if claim not in done])
 
 
 def park(app: App, parked: list[tuple[Claim, int]], now: datetime) -> None:

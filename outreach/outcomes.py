@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import select
 
-from outreach import bulk, events
+from outreach import bulk, crashes, events
 from outreach import enrollment as enrollments
 from outreach.app import App
 from outreach.db import transaction
@@ -137,6 +137,7 @@ def write_sent(connection: sa.Connection, sent: list[Prepared], now: datetime) -
     connection.execute(MARK_SENT, [{"sid": item.send_id, "at": now} for item in sent])
     connection.execute(MOVE_ON, moves)
     connection.execute(ADD_EVENT, added)
+    connection.execute(crashes.FINISH, {"claims": [(i.enrollment_id, i.step) for i in sent]})
 
 
 def _sent_row(item: Prepared, now: datetime) -> dict[str, Any]:

@@ -112,8 +112,12 @@ def load_sequence(path: Path, templates_dir: Path) -> Sequence:
     """Load and check one sequence file (id = file stem); raise SequenceInvalid with every error."""
     raw = _read(path)
     checker = _Checker(str(path), templates_dir)
-    root = _compose(checker, raw)
-    data = _document(checker, root) if root is not None else None
+    try:
+        root = _compose(checker, raw)
+        data = _document(checker, root) if root is not None else None
+    except RecursionError:
+        checker.error(1, "", "nested too deeply to read (lists or maps inside each other)")
+        data = None
     if checker.errors or data is None:
         raise SequenceInvalid(checker.errors or [f"{path}:1: empty file"])
     return _build(path, raw, data, checker)
@@ -133,6 +137,8 @@ def load_all(sequences_dir: Path, templates_dir: Path) -> tuple[dict[str, Sequen
             found[path.stem] = load_sequence(path, templates_dir)
         except SequenceInvalid as exc:
             errors.extend(exc.errors)
+        except Exception as exc:  # a reader's bug must not hide the files around it
+            errors.append(f"{path}:1: cannot be read: {type(exc).__name__}: {exc}")
     return found, errors
 
 
@@ -200,6 +206,13 @@ def _compose(c: _Checker, raw: bytes) -> yaml.Node | None:
         return yaml.compose(raw.decode("utf-8-sig"), Loader=yaml.SafeLoader)
     except UnicodeDecodeError as exc:
         c.error(1, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except yaml.reader.ReaderError as exc:
+        text = raw.decode("utf-8-sig", "replace")
+        line = text.count("\n", 0, exc.position) + 1
+        code = (
+            exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        )
+        c.error(line, "", f"YAML cannot hold the character U+{code:04X} ({exc.reason})")
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         c.error(mark.line + 1 if mark else 1, "", f"YAML syntax error: {exc.problem}")
@@ -344,7 +357,11 @@ def _bool(c: _Checker, node: yaml.Node, where: str) -> bool | None:
 
 def _int(c: _Checker, node: yaml.Node, where: str, minimum: int) -> int | None:
     if isinstance(node, yaml.ScalarNode) and node.tag == _INT:
-        value = int(_CONSTRUCTOR.construct_yaml_int(node))
+        try:
+            value = int(_CONSTRUCTOR.construct_yaml_int(node))
+        except ValueError:  # more digits than Python turns into an int
+            c.error(node, where, f"the number is too large ({len(node.value)} characters)")
+            return None
         if value >= minimum:
             return value
     c.error(node, where, f"expected a whole number of at least {minimum}, got {_kind(node)}")

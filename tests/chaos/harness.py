@@ -263,6 +263,7 @@ class Row:
     recover_s: float | None = None
     settle_s: float = 0.0
     problems: list[str] = field(default_factory=list)
+    unknown_why: Counter[str] = field(default_factory=Counter)  # the ledger's reasons
 
 
 @dataclass
@@ -327,10 +328,11 @@ def audit(stack: Stack, scenario: str, settle_s: float) -> Row:
                 )
             )
         }
-        ledger = {
-            (r.to_email, r.step): SendStatus(r.status)
-            for r in connection.execute(sa.text("SELECT to_email, step, status FROM send"))
-        }
+        sends = list(connection.execute(sa.text("SELECT to_email, step, status, error FROM send")))
+    ledger = {(r.to_email, r.step): SendStatus(r.status) for r in sends}
+    row.unknown_why = Counter(
+        re.sub(r"\d+", "N", (r.error or "")[:90]) for r in sends if r.status == SendStatus.UNKNOWN
+    )
     arrived = stack.sink.keys()
     row.attempted = len(ledger)
     row.delivered = len(arrived)
@@ -413,11 +415,15 @@ COLUMNS = (
 
 
 def table(rows: list[Row]) -> str:
-    """The rows as a Markdown table."""
+    """The rows as a Markdown table, then why the unknown sends are unknown."""
     head = "| " + " | ".join(title for _key, title in COLUMNS) + " |"
     rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
     lines = [head, rule]
     for row in rows:
         cells = ["" if getattr(row, key) is None else str(getattr(row, key)) for key, _ in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Why the `unknown` sends are unknown, as the ledger says:", ""]
+    for row in rows:
+        for why, count in row.unknown_why.most_common():
+            lines.append(f"- {row.scenario}: {count}: {why}")
     return "\n".join(lines)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from signal import SIGTERM
 
+import pytest
+
 from outreach import crashes
 from outreach.inbound.ingest import ingest
 from tests.chaos.harness import (
@@ -100,24 +102,19 @@ def test_schedulers_sigkilled_several_running(stack: Stack, report: list[Row]) -
     run(stack, report, "schedulers SIGKILLed", faults, schedulers=3)
 
 
-def test_redis_restarted_mid_run(stack: Stack, report: list[Row]) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "down"), [("Redis restarted", 0), ("Redis down 30 s", 30)], ids=["restart", "30s"]
+)
+def test_redis_restarted_mid_run(
+    stack: Stack, report: list[Row], scenario: str, down: float
+) -> None:
     def faults(s: Stack) -> None:
         delivered_share(s, 0.25)
-        restart_redis()
+        restart_redis(down_seconds=down)
         s.fault_end = time.monotonic()
-        s.faults.append("Redis restarted, queue lost")
+        s.faults.append(f"Redis {'down 30 s' if down else 'restarted'}, queue lost")
 
-    run(stack, report, "Redis restarted", faults)
-
-
-def test_redis_down_for_30_seconds(stack: Stack, report: list[Row]) -> None:
-    def faults(s: Stack) -> None:
-        delivered_share(s, 0.25)
-        restart_redis(down_seconds=30)
-        s.fault_end = time.monotonic()
-        s.faults.append("Redis down 30 s, queue lost")
-
-    run(stack, report, "Redis down 30 s", faults)
+    run(stack, report, scenario, faults)
 
 
 def test_postgres_restarted_mid_run(stack: Stack, report: list[Row]) -> None:

@@ -124,3 +124,14 @@ def test_doctor_reports_parked_enrollments(app: App, claimed: list[tuple[int, in
     assert parked.status == "warning"
     assert "1 enrollments parked" in parked.message and "c0@example.com" in parked.message
     assert "outreach resume" in parked.hint
+
+
+def test_recording_a_send_forgets_its_crashes(app: App, claimed: list[tuple[int, int]]) -> None:
+    from outreach.batch import run_batch
+
+    crash(app, claimed, 2)
+    results = run_batch(app, claimed, NOW)
+    assert [outcome.status for _claim, outcome in results] == ["sent"] * len(claimed)
+    with app.engine.connect() as connection:
+        starts = connection.scalars(sa.text("SELECT starts FROM dispatch_claim")).all()
+    assert starts == [0] * len(claimed)
