@@ -136,7 +136,8 @@ def declare(
                 sorted_out = crashes.triage(app(), [(c[0], c[1]) for c in claims], _when(now))
             for enrollment_id, step in sorted_out.alone:
                 # its worker died last time: alone, it can take no other step down with it
-                single.send(enrollment_id, step, now)
+                delay = crashes.jitter(app()) if now is None else None
+                single.send_with_options(args=(enrollment_id, step, now), delay=delay)
             with _database_errors_retry(), crashes.finishing(app(), sorted_out.run) as done:
                 results = run_batch(app(), sorted_out.run, _when(now))
                 done.update(claim for claim, outcome in results if outcome.status == "sent")

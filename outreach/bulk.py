@@ -51,11 +51,13 @@ SELECT pid, eid, seq, cur, 'sent', %(now)s, data FROM v JOIN marked USING (sid)
 
 
 def run(connection: sa.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
-    raw = connection.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
+    """Run the driver's own SQL (psycopg's %(name)s parameters, arrays as lists).
+
+    Through SQLAlchemy, so a lost connection is an OperationalError like any other, and
+    the pool drops it.
+    """
+    result = connection.exec_driver_sql(sql, params)
+    return list(result.fetchall()) if result.returns_rows else []
 
 
 def insert_sends(

@@ -14,20 +14,23 @@ so it can take no innocent step down with it, and once its worker has died
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from outreach import claims as claim_rows
 from outreach import enrollment as enrollments
+from outreach import ledger
 from outreach.app import App
 from outreach.db import transaction
 from outreach.errors import OutreachError
-from outreach.models import DispatchClaim, Enrollment, EnrollmentState
+from outreach.models import DispatchClaim, Enrollment, EnrollmentState, SendStatus
 
 Claim = tuple[int, int]
 PARKED = "parked"  # the reason's first word, for listings
@@ -127,7 +130,25 @@ def park(app: App, parked: list[tuple[Claim, int]], now: datetime) -> None:
                 continue
             enrollments.pause(session, enrollment, reason, now)
             claim_rows.release(session, enrollment_id)
+            _settle_send(session, enrollment_id, step)
         log.error("enrollment %s step %s parked after %d crashes", enrollment_id, step, crashes)
+
+
+def _settle_send(session: Session, enrollment_id: int, step: int) -> None:
+    """A send the dying worker left 'sending': unknown if it was handed over, else not sent."""
+    send = ledger.find(session, enrollment_id, step)
+    if send is None or send.status != SendStatus.SENDING:
+        return
+    if send.handed:
+        send.status, send.error = SendStatus.UNKNOWN, "cut off: its worker died"
+    else:
+        send.status, send.error = SendStatus.DEFERRED, "not sent: its worker died before"
+
+
+def jitter(app: App) -> int:
+    """A random delay, in ms, for a step sent on alone: suspects spread out in time, so a
+    poison message is unlikely to take the same innocent step down with it again and again."""
+    return random.randint(0, int(min(app.settings.dispatch_lease_seconds / 2, 30) * 1000))
 
 
 def parked(app: App) -> list[Enrollment]:

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
+from outreach import bulk
 from outreach.compose import Composed
 from outreach.models import Send, SendStatus
 
@@ -61,25 +62,10 @@ def hand(engine: sa.Engine, send_ids: list[int]) -> set[int]:
     """
     if not send_ids:
         return set()
-    if engine.dialect.name == "postgresql":
-        return _hand_autocommit(engine, send_ids)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":  # on the hot path: no statement to compile
+            return {row[0] for row in bulk.run(connection, HAND_PG, {"ids": send_ids})}
         return set(connection.scalars(HAND, {"ids": send_ids}))
-
-
-def _hand_autocommit(engine: sa.Engine, send_ids: list[int]) -> set[int]:
-    """On the hot path: one statement, one round trip, no transaction around it."""
-    pooled = engine.raw_connection()
-    try:
-        driver: Any = pooled.driver_connection
-        driver.autocommit = True
-        try:
-            rows = driver.execute(HAND_PG, {"ids": send_ids}).fetchall()
-        finally:
-            driver.autocommit = False
-        return {row[0] for row in rows}
-    finally:
-        pooled.close()
 
 
 def reusable(send: Send, now: datetime, inflight_seconds: int) -> bool:

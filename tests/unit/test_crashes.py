@@ -135,3 +135,21 @@ def test_recording_a_send_forgets_its_crashes(app: App, claimed: list[tuple[int,
     with app.engine.connect() as connection:
         starts = connection.scalars(sa.text("SELECT starts FROM dispatch_claim")).all()
     assert starts == [0] * len(claimed)
+
+
+@pytest.mark.parametrize(("handed", "status"), [(False, "deferred"), (True, "unknown")])
+def test_parking_settles_the_send_its_dying_worker_left(
+    app: App, claimed: list[tuple[int, int]], handed: bool, status: str
+) -> None:
+    from outreach import ledger
+    from outreach.dispatch import Prepared, prepare
+
+    poison = claimed[0]
+    prepared = prepare(app, poison[0], poison[1], NOW)  # reserved, then the worker dies
+    assert isinstance(prepared, Prepared)
+    if handed:
+        assert ledger.hand(app.engine, [prepared.send_id])
+    crash(app, [poison], app.settings.max_crashes + 1)
+    with app.engine.connect() as connection:
+        left = connection.execute(sa.text("SELECT status, error FROM send")).one()
+    assert left.status == status and "worker died" in left.error
