@@ -232,6 +232,8 @@ def test_workers_stopped_gracefully_with_sigterm(stack: Stack, report: list[Row]
         while s.cluster.kills["SIGTERM"] < 6 and time.monotonic() < deadline:
             time.sleep(s.rng.uniform(1.0, 2.0))
             s.cluster.signal(s.rng.choice(s.cluster.names("worker")), sig=SIGTERM)
+        while s.cluster.stopping and time.monotonic() < deadline:
+            time.sleep(0.2)  # the last ones told to stop finish what they hold, then exit
         s.faults.append(f"{s.cluster.kills['SIGTERM']} worker SIGTERMs")
 
     row = run(stack, report, "workers SIGTERMed", faults)
