@@ -1,6 +1,6 @@
 """Scheduler claims under steady churn: alone, and while another session holds a transaction.
 
-Run: python -m bench.long_tx [--total 200000] [--due 10000] [--rounds 80]
+Run: python -m bench.long_tx [--total 200000] [--due 10000] [--rounds 80] [--full-every 12]
 Needs PostgreSQL (postgres@127.0.0.1); no Redis (nothing is enqueued, only claimed).
 
 The known failure of queue tables on PostgreSQL: rows that are worked off leave dead
@@ -11,6 +11,10 @@ simulated time, one round per simulated minute:
 
   1. drop expired claims (`drop_expired_claims`, as each scheduler pass does);
   2. claim `--batches` batches of `--batch` due steps with one `Claimer`, timing each;
+     as a scheduler does (`claims.Sweep`), only every `--full-every`-th pass reads the due
+     index from its start, the others from a round before the last such pass (a scheduler
+     passes every few seconds and reads from the start once a minute; `--full-every 1`
+     makes every pass read from the start);
   3. the "workers" send them: each claimed enrollment moves to its next step two days
      later (the enrollment UPDATE of `bulk.RECORD_SENT`), its claim stays until its lease
      runs out, so `dispatch_claim` churns through inserts and deletes like production.
@@ -45,6 +49,7 @@ from outreach.claims import (
     TIMES,
     WINDOW_FACTOR,
     Claimer,
+    Sweep,
     drop_expired_claims,
 )
 from outreach.settings import Settings
@@ -213,10 +218,14 @@ def phase(
     batch: int,
     batches: int,
     maintain: bool = True,
+    full_every: int = 12,
 ) -> tuple[dict[str, Any], int, datetime]:
     """Run `rounds` rounds of claim-and-advance; returns the phase's figures."""
     app = build_app(settings, migrate=False)
     engine = app.engine
+    # a scheduler reads the due index from its start once a minute and passes every few
+    # seconds: here a round is a minute, so a full pass every `full_every` rounds stands in
+    sweep = Sweep(every=ROUND * full_every - timedelta(seconds=1), margin=ROUND)
     latencies: list[float] = []
     first_batch: list[float] = []
     drops: list[float] = []
@@ -228,7 +237,8 @@ def phase(
         t0 = time.perf_counter()
         drop_expired_claims(engine, now)
         drops.append(time.perf_counter() - t0)
-        claimer = Claimer(engine, now, LEASE)
+        since = sweep.since(now)
+        claimer = Claimer(engine, now, LEASE, since)
         claimed: list[tuple[int, int]] = []
         for i in range(batches):
             t0 = time.perf_counter()
@@ -245,6 +255,7 @@ def phase(
                 ADVANCE,
                 {"now": now, "ids": [e for e, _ in claimed], "steps": [s for _, s in claimed]},
             )
+        sweep.done(now, since)
         claimed_total += len(claimed)
         if maintain:
             autovacuum(engine, r)
@@ -280,12 +291,23 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="Settings.batch_size")
     parser.add_argument("--batches", type=int, default=2, help="batches claimed per pass")
     parser.add_argument(
+        "--full-every",
+        type=int,
+        default=12,
+        help="rounds per full pass from the start of the due index (1: every pass is full)",
+    )
+    parser.add_argument(
         "--no-autovacuum",
         action="store_true",
         help="skip the per-round VACUUM/ANALYZE that stands in for autovacuum",
     )
     args = parser.parse_args()
-    run = {"batch": args.batch, "batches": args.batches, "maintain": not args.no_autovacuum}
+    run = {
+        "batch": args.batch,
+        "batches": args.batches,
+        "maintain": not args.no_autovacuum,
+        "full_every": args.full_every,
+    }
     per_round = args.batch * args.batches
     needed = args.due + (2 * args.rounds + 11) * per_round
     assert needed < args.total, f"--total too small for the rounds: needs > {needed}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -72,13 +73,16 @@ class Claimer:
     """Claims the due steps of one pass batch by batch, each batch after the last one.
 
     Batches page through the due index (by due time, then id), so a pass does not read
-    the steps it already claimed again.
+    the steps it already claimed again. `since` starts the pass at that due time instead of
+    the beginning (see `Sweep`).
     """
 
-    def __init__(self, engine: sa.Engine, now: datetime, lease_seconds: int) -> None:
+    def __init__(
+        self, engine: sa.Engine, now: datetime, lease_seconds: int, since: datetime = EPOCH
+    ) -> None:
         self.engine, self.now = engine, now
         self.until = now + timedelta(seconds=lease_seconds)
-        self.after: tuple[datetime, int] = (EPOCH, 0)
+        self.after: tuple[datetime, int] = (since, 0)
 
     def next(self, limit: int) -> list[tuple[int, int]]:
         """Claim up to `limit` more due steps; returns (enrollment, step) pairs."""
@@ -95,6 +99,35 @@ class Claimer:
         if rows:
             self.after = max((row.due_at, row.enrollment_id) for row in rows)
         return [(int(row.enrollment_id), int(row.step)) for row in rows]
+
+
+@dataclass
+class Sweep:
+    """Which passes read the due index from its beginning, and where the others start.
+
+    Every step worked off leaves an index entry at its old due time behind, dead, until
+    VACUUM removes it; while another session holds a long transaction open, VACUUM cannot,
+    and a pass reading from the beginning walks every one of them. So a scheduler reads
+    from the beginning once a minute (a full pass) and, in between, from a little before
+    its last full pass: everything due before that was claimed then. What a later pass can
+    miss below that point is found by the next full pass, within a minute: a step whose
+    claim ran out (its message lost), or one written with a due time already long past.
+    """
+
+    every: timedelta = timedelta(seconds=60)
+    margin: timedelta = timedelta(seconds=60)  # writes that commit late, clocks that differ
+    full_at: datetime | None = None
+
+    def since(self, now: datetime) -> datetime:
+        """Where a pass at `now` starts: EPOCH for a full pass."""
+        if self.full_at is None or not self.full_at <= now < self.full_at + self.every:
+            return EPOCH
+        return self.full_at - self.margin
+
+    def done(self, now: datetime, since: datetime) -> None:
+        """A pass that started at `since` went through."""
+        if since == EPOCH:
+            self.full_at = now
 
 
 def claim_due(

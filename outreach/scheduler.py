@@ -11,7 +11,7 @@ from typing import Any
 from outreach.actors import Actors
 from outreach.app import App
 from outreach.brokers.redis import BatchRedisBroker
-from outreach.claims import Claimer, drop_expired_claims
+from outreach.claims import EPOCH, Claimer, Sweep, drop_expired_claims
 from outreach.clock import utcnow
 from outreach.db import transaction
 from outreach.inbound.effects import wake_due
@@ -22,11 +22,14 @@ MAX_PAUSE_SECONDS = 30.0  # the longest wait between passes while a service is d
 log = logging.getLogger("outreach.scheduler")
 
 
-def tick(app: App, actors: Actors, now: datetime, *, simulated: bool = False) -> int:
+def tick(
+    app: App, actors: Actors, now: datetime, *, simulated: bool = False, since: datetime = EPOCH
+) -> int:
     """One pass: every step due at `now` is claimed and enqueued; returns how many.
 
     A message lost on the way (a broker outage mid-pass) is not lost work: the claim's
-    lease runs out and the next pass dispatches the step again.
+    lease runs out and the next pass dispatches the step again. `since` skips what was due
+    before it (see `claims.Sweep`).
     """
     options: dict[str, Any] = {"max_retries": 0} if simulated else {}
     stamp = now.isoformat() if simulated else None
@@ -36,7 +39,7 @@ def tick(app: App, actors: Actors, now: datetime, *, simulated: bool = False) ->
     wake_returning(app, now)
     requeue_inbound(app, actors, now)
     total = 0
-    claimer = Claimer(app.engine, now, app.settings.dispatch_lease_seconds)
+    claimer = Claimer(app.engine, now, app.settings.dispatch_lease_seconds, since)
     while True:
         claimed = claimer.next(app.settings.batch_size)
         size = app.settings.send_batch_size
@@ -91,9 +94,12 @@ def run_forever(
     it claimed is lost, since a claim whose message never reached a worker runs out.
     """
     failures = 0
+    sweep = Sweep()
     while not should_stop():
+        now = clock()
+        since = sweep.since(now)
         try:
-            count = tick(app, actors, clock())
+            count = tick(app, actors, now, since=since)
         except Exception as exc:  # any pass may fail while a service is down
             failures += 1
             pause = min(app.settings.tick_seconds * failures, MAX_PAUSE_SECONDS)
@@ -101,6 +107,7 @@ def run_forever(
             time.sleep(pause)
             continue
         failures = 0
+        sweep.done(now, since)
         if after_tick:
             after_tick(count)
         if count == 0:
