@@ -3,16 +3,22 @@ but fail under CI=true."""
 
 from __future__ import annotations
 
+import email
 import os
 import shutil
 import textwrap
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from outreach.app import App, build_app
+from outreach.db import transaction
+from outreach.models import Prospect
 from outreach.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +74,36 @@ def app(settings: Settings) -> Iterator[App]:
     application = build_app(settings)
     yield application
     application.close()
+
+
+MONDAY_9 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # 10:00 in Stockholm
+
+
+def add_prospect(app: App, address: str, **values: str) -> None:
+    """A prospect row as an import leaves it, created Monday 2 March 2026 at 09:00 UTC."""
+    with transaction(app.engine) as session:
+        session.add(
+            Prospect(email=address, created_at=MONDAY_9, updated_at=MONDAY_9, fields={}, **values)
+        )
+
+
+def outbox(app: App) -> list[EmailMessage]:
+    """The messages the outbox mailer wrote, oldest file name first."""
+    folder = app.settings.outbox_dir
+    files = sorted(folder.glob("*.eml")) if folder.exists() else []
+    return [email.message_from_bytes(f.read_bytes(), policy=policy.default) for f in files]  # type: ignore[misc]
+
+
+def run_ticks(app: App, *times: datetime, threads: int = 2) -> None:
+    """Scheduler passes at simulated times, each waiting for the in-process worker."""
+    from outreach.runtime import start
+
+    runtime = start(app, threads=threads)
+    try:
+        for when in times:
+            runtime.tick(when, simulated=True)
+    finally:
+        runtime.close()
 
 
 def write_sequence(workdir: Path, sequence_id: str, body: str) -> Path:

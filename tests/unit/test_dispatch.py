@@ -16,7 +16,7 @@ from outreach.db import transaction
 from outreach.dispatch import Prepared, claim_due, run_step
 from outreach.models import Enrollment, EnrollmentState, Event, Prospect, Send, SendStatus
 from outreach.runtime import start
-from tests.conftest import write_sequence, write_template
+from tests.conftest import add_prospect, outbox, write_sequence, write_template
 
 MONDAY_9 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # 10:00 in Stockholm
 
@@ -48,19 +48,6 @@ def simple(app: App, workdir: Path) -> str:
         """,
     )
     return "simple"
-
-
-def add_prospect(app: App, email_: str, **values: str) -> None:
-    with transaction(app.engine) as session:
-        session.add(
-            Prospect(email=email_, created_at=MONDAY_9, updated_at=MONDAY_9, fields={}, **values)
-        )
-
-
-def outbox(app: App) -> list[email.message.EmailMessage]:
-    folder = app.settings.outbox_dir
-    files = sorted(folder.glob("*.eml")) if folder.exists() else []
-    return [email.message_from_bytes(f.read_bytes(), policy=policy.default) for f in files]  # type: ignore[misc]
 
 
 def enrollment_of(app: App, email_: str) -> Enrollment:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import email
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from email import policy
 from pathlib import Path
 
 import pytest
@@ -17,32 +15,16 @@ from outreach import ledger, sends, service
 from outreach.app import App, build_app
 from outreach.cli import cli
 from outreach.db import transaction
-from outreach.models import Enrollment, EnrollmentState, Event, Prospect, Send, SendStatus
-from outreach.runtime import start
-from tests.conftest import make_settings, write_blast
+from outreach.models import Enrollment, EnrollmentState, Event, Send, SendStatus
+from tests.conftest import add_prospect, make_settings, outbox, run_ticks, write_blast
 from tests.conftest_smtp import SmtpSink
 
 MONDAY_9 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 EVA = "eva@example.com"
 
 
-def add_prospect(app: App, address: str) -> None:
-    with transaction(app.engine) as session:
-        session.add(Prospect(email=address, created_at=MONDAY_9, updated_at=MONDAY_9, fields={}))
-
-
 def tick(app: App, now: datetime) -> None:
-    runtime = start(app, threads=1)
-    try:
-        runtime.tick(now, simulated=True)
-    finally:
-        runtime.close()
-
-
-def outbox(app: App) -> list[email.message.EmailMessage]:
-    folder = app.settings.outbox_dir
-    files = sorted(folder.glob("*.eml")) if folder.exists() else []
-    return [email.message_from_bytes(f.read_bytes(), policy=policy.default) for f in files]  # type: ignore[misc]
+    run_ticks(app, now, threads=1)
 
 
 def only_send(app: App) -> Send:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import email
 import re
 import time
 from datetime import UTC, datetime, timedelta
-from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -18,8 +16,8 @@ from outreach.app import App
 from outreach.compose import compose
 from outreach.db import transaction
 from outreach.models import CallTask, Enrollment, Event, EventType, Prospect
-from outreach.runtime import start
-from tests.conftest import write_sequence, write_template
+from tests.conftest import add_prospect, outbox, write_sequence, write_template
+from tests.conftest import run_ticks as run
 
 MONDAY_9 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 BASE = "https://outreach.example"
@@ -80,32 +78,7 @@ def tracked(app: App, workdir: Path) -> str:
 
 
 def add(app: App, address: str) -> None:
-    with transaction(app.engine) as session:
-        session.add(
-            Prospect(
-                email=address,
-                first_name="Eva",
-                company="Volvo",
-                created_at=MONDAY_9,
-                updated_at=MONDAY_9,
-                fields={},
-            )
-        )
-
-
-def run(app: App, *times: datetime) -> None:
-    runtime = start(app, threads=2)
-    try:
-        for when in times:
-            runtime.tick(when, simulated=True)
-    finally:
-        runtime.close()
-
-
-def outbox(app: App) -> list[EmailMessage]:
-    folder = app.settings.outbox_dir
-    files = sorted(folder.glob("*.eml")) if folder.exists() else []
-    return [email.message_from_bytes(f.read_bytes(), policy=policy.default) for f in files]  # type: ignore[misc]
+    add_prospect(app, address, first_name="Eva", company="Volvo")
 
 
 def html_of(message: EmailMessage) -> str:
