@@ -26,6 +26,22 @@ def fresh_database(name: str) -> str:
     return f"{PG_SERVER}/{name}"
 
 
+def seed_prospects(c: sa.Connection, total: int) -> None:
+    """A sequence version 'bench' and `total` prospects p1@example.com…, written in SQL."""
+    c.execute(
+        sa.text("""
+        INSERT INTO sequenceversion (sequence_id, content_hash, snapshot, created_at)
+        VALUES ('bench', 'x', '{}', now())""")
+    )
+    c.execute(
+        sa.text("""
+        INSERT INTO prospect (email, fields, score, created_at, updated_at)
+        SELECT 'p' || g || '@example.com', '{}', 0, now(), now()
+        FROM generate_series(1, :total) g"""),
+        {"total": total},
+    )
+
+
 @contextmanager
 def timed() -> Iterator[list[float]]:
     """Measure the wall time of a block: the list holds the seconds afterwards."""

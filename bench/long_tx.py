@@ -40,7 +40,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.common import fresh_database, report
+from bench.common import fresh_database, report, seed_prospects
 from outreach.app import build_app
 from outreach.claims import (
     CLAIM_SQL,
@@ -75,18 +75,7 @@ def populate(url: str, total: int, due: int, per_round: int) -> None:
     engine = sa.create_engine(url)
     step = ROUND / per_round
     with engine.begin() as c:
-        c.execute(
-            sa.text("""
-            INSERT INTO sequenceversion (sequence_id, content_hash, snapshot, created_at)
-            VALUES ('bench', 'x', '{}', now())""")
-        )
-        c.execute(
-            sa.text("""
-            INSERT INTO prospect (email, fields, score, created_at, updated_at)
-            SELECT 'p' || g || '@example.com', '{}', 0, now(), now()
-            FROM generate_series(1, :total) g"""),
-            {"total": total},
-        )
+        seed_prospects(c, total)
         # ids interleave backlog and arrivals, so due rows are scattered over the heap
         c.execute(
             sa.text("""
@@ -141,10 +130,9 @@ def plans(engine: sa.Engine, now: datetime, batch: int) -> dict[str, Any]:
     return out
 
 
-def repeat(engine: sa.Engine, now: datetime, batch: int, times: int = 15) -> float:
-    """The first claim batch of a pass, timed again and again (each one rolled back)."""
-    claim = sa.text(CLAIM_SQL.format(skip_taken=SKIP_TAKEN["postgresql"])).bindparams(*TIMES)
-    params = {
+def first_batch(now: datetime, batch: int) -> dict[str, Any]:
+    """The parameters of a pass's first claim batch, read from the start of the due index."""
+    return {
         "now": now,
         "until": now + timedelta(seconds=LEASE),
         "n": batch,
@@ -152,6 +140,12 @@ def repeat(engine: sa.Engine, now: datetime, batch: int, times: int = 15) -> flo
         "after_at": EPOCH,
         "after_id": 0,
     }
+
+
+def repeat(engine: sa.Engine, now: datetime, batch: int, times: int = 15) -> float:
+    """The first claim batch of a pass, timed again and again (each one rolled back)."""
+    claim = sa.text(CLAIM_SQL.format(skip_taken=SKIP_TAKEN["postgresql"])).bindparams(*TIMES)
+    params = first_batch(now, batch)
     spent = []
     with engine.connect() as c:
         for _ in range(times):
@@ -168,14 +162,7 @@ def plan(engine: sa.Engine, now: datetime, batch: int) -> dict[str, Any]:
     with engine.connect() as c:
         claim = CLAIM_SQL.format(skip_taken=SKIP_TAKEN["postgresql"])
         sql = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + claim
-        params = {
-            "now": now,
-            "until": now + timedelta(seconds=LEASE),
-            "n": batch,
-            "window": batch * WINDOW_FACTOR,
-            "after_at": EPOCH,
-            "after_id": 0,
-        }
+        params = first_batch(now, batch)
         doc = c.execute(sa.text(sql).bindparams(*TIMES), params).scalar_one()
         c.rollback()
     root = doc[0]["Plan"]

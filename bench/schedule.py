@@ -15,7 +15,7 @@ from pathlib import Path
 import redis
 import sqlalchemy as sa
 
-from bench.common import REDIS_URL, fresh_database, report, timed
+from bench.common import REDIS_URL, fresh_database, report, seed_prospects, timed
 from outreach.app import build_app
 from outreach.runtime import start
 from outreach.settings import Settings
@@ -28,18 +28,7 @@ def populate(url: str, total: int, due: int) -> None:
     """Fill prospects and enrollments with SQL: `due` of them due before NOW."""
     engine = sa.create_engine(url)
     with engine.begin() as c:
-        c.execute(
-            sa.text("""
-            INSERT INTO sequenceversion (sequence_id, content_hash, snapshot, created_at)
-            VALUES ('bench', 'x', '{}', now())""")
-        )
-        c.execute(
-            sa.text("""
-            INSERT INTO prospect (email, fields, score, created_at, updated_at)
-            SELECT 'p' || g || '@example.com', '{}', 0, now(), now()
-            FROM generate_series(1, :total) g"""),
-            {"total": total},
-        )
+        seed_prospects(c, total)
         c.execute(
             sa.text("""
             INSERT INTO enrollment (prospect_id, sequence_id, version_id, state, step, next_run_at,
